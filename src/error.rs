@@ -1,0 +1,446 @@
+//! Every error the crate returns, in one place.
+//!
+//! [`Error`] is what public calls return. [`NodeError`] is why one node did not vote, carried
+//! per node inside [`Error::NotAcquired`] and friends so that contention (another owner holds
+//! the key) can be told apart from an outage (nodes that failed, and how). [`ProtocolError`] is
+//! the codec's small `Copy` error. Messages are lowercase without trailing periods, and never
+//! contain a password.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// A RESP2 frame that can never become valid, whatever bytes follow.
+///
+/// Returned by [`crate::resp::decode`]. A connection that sees one is closed: RESP has no
+/// way to resynchronise after a bad frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The first byte of a reply is not one of `+ - : $ *` (RESP3 type bytes included).
+    BadTypeByte,
+    /// A `:` integer is empty, has a sign other than one leading `-`, a leading zero, `-0`,
+    /// a non-digit, or overflows `i64`.
+    BadInteger,
+    /// A `$` or `*` length has the same defects as a bad integer.
+    BadLength,
+    /// A `$` or `*` length is below -1.
+    LengthOutOfRange,
+    /// A bulk payload is not followed by `\r\n`.
+    MissingCrlf,
+    /// A line holds a lone `\n`, or a `\r` not followed by `\n`.
+    BadLine,
+    /// Arrays nest deeper than [`crate::resp::Limits::max_depth`].
+    TooDeep,
+    /// A bulk length exceeds `max_bulk_len`, a line exceeds `max_line_len`, or a reply does
+    /// not fit the connection's reply buffer.
+    TooLarge,
+    /// An array's declared count exceeds `max_array_len`.
+    TooManyElements,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BadTypeByte => "invalid reply type byte",
+            Self::BadInteger => "invalid integer",
+            Self::BadLength => "invalid length",
+            Self::LengthOutOfRange => "length below -1",
+            Self::MissingCrlf => "bulk payload not followed by crlf",
+            Self::BadLine => "lone cr or lf in a line",
+            Self::TooDeep => "arrays nested too deep",
+            Self::TooLarge => "reply too large",
+            Self::TooManyElements => "array has too many elements",
+        })
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// The step of a node operation that an I/O error or a timeout interrupted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Resolving the host name.
+    Resolve,
+    /// Establishing the TCP connection.
+    Connect,
+    /// `AUTH` and `SELECT` right after connecting.
+    Handshake,
+    /// Sending a command.
+    Write,
+    /// Waiting for a reply.
+    Read,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Resolve => "resolve",
+            Self::Connect => "connect",
+            Self::Handshake => "handshake",
+            Self::Write => "write",
+            Self::Read => "read",
+        })
+    }
+}
+
+/// What a Redis error reply means, from its first word.
+///
+/// The classification follows Redis' own prefixes; see [`ServerErrorKind::is_configuration`]
+/// and [`ServerErrorKind::is_transient`] for how a lock should treat each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ServerErrorKind {
+    /// `NOSCRIPT`: the script cache does not hold the digest (restart, failover, `SCRIPT FLUSH`).
+    NoScript,
+    /// `NOAUTH`: the server wants a password and none was given.
+    NoAuth,
+    /// `WRONGPASS`: wrong user name or password.
+    WrongPass,
+    /// `NOPERM`: the ACL user may not run this command or touch this key.
+    NoPerm,
+    /// `LOADING`: the server restarted and is loading its data set.
+    Loading,
+    /// `BUSY`: a script is running too long.
+    Busy,
+    /// `READONLY`: the node is a replica; Redlock needs independent masters.
+    ReadOnly,
+    /// `MASTERDOWN`: a replica that lost its master.
+    MasterDown,
+    /// `OOM`: `maxmemory` reached.
+    Oom,
+    /// `MISCONF`: persistence is failing and writes are refused.
+    Misconf,
+    /// `MOVED`: cluster redirect (never followed: it could count one server twice).
+    Moved,
+    /// `ASK`: cluster redirect (never followed).
+    Ask,
+    /// `TRYAGAIN`: cluster resharding.
+    TryAgain,
+    /// `CLUSTERDOWN`: the cluster cannot serve.
+    ClusterDown,
+    /// `CROSSSLOT`: keys in different cluster slots.
+    CrossSlot,
+    /// `WRONGTYPE`: the key holds another data type.
+    WrongType,
+    /// `ERR`: a generic error (bad `SELECT` index, unknown command, ...).
+    Err,
+    /// Any other prefix.
+    Other,
+}
+
+impl ServerErrorKind {
+    /// Classifies an error line (the bytes after `-`) by its first word.
+    pub fn classify(line: &[u8]) -> Self {
+        let word = line.split(|&b| b == b' ').next().unwrap_or(line);
+        match word {
+            b"NOSCRIPT" => Self::NoScript,
+            b"NOAUTH" => Self::NoAuth,
+            b"WRONGPASS" => Self::WrongPass,
+            b"NOPERM" => Self::NoPerm,
+            b"LOADING" => Self::Loading,
+            b"BUSY" => Self::Busy,
+            b"READONLY" => Self::ReadOnly,
+            b"MASTERDOWN" => Self::MasterDown,
+            b"OOM" => Self::Oom,
+            b"MISCONF" => Self::Misconf,
+            b"MOVED" => Self::Moved,
+            b"ASK" => Self::Ask,
+            b"TRYAGAIN" => Self::TryAgain,
+            b"CLUSTERDOWN" => Self::ClusterDown,
+            b"CROSSSLOT" => Self::CrossSlot,
+            b"WRONGTYPE" => Self::WrongType,
+            b"ERR" => Self::Err,
+            _ => Self::Other,
+        }
+    }
+
+    /// True when the node is misconfigured for Redlock (authentication, ACL, a replica, cluster
+    /// mode): retrying will not help until someone changes the deployment.
+    pub fn is_configuration(self) -> bool {
+        matches!(
+            self,
+            Self::NoAuth
+                | Self::WrongPass
+                | Self::NoPerm
+                | Self::ReadOnly
+                | Self::MasterDown
+                | Self::Moved
+                | Self::Ask
+                | Self::ClusterDown
+                | Self::CrossSlot
+        )
+    }
+
+    /// True when the node may well accept the command again soon (loading, busy script, out of
+    /// memory, failing persistence, resharding).
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::Loading | Self::Busy | Self::Oom | Self::Misconf | Self::TryAgain
+        )
+    }
+}
+
+/// An error reply from a node: its kind and the line as the server sent it (lossy UTF-8, at
+/// most [`crate::resp::Limits::max_line_len`] bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerError {
+    /// The classification of the first word.
+    pub kind: ServerErrorKind,
+    /// The whole error line after `-`.
+    pub message: String,
+}
+
+impl ServerError {
+    /// Builds a server error from an error reply's line.
+    pub fn from_line(line: &[u8]) -> Self {
+        Self {
+            kind: ServerErrorKind::classify(line),
+            message: String::from_utf8_lossy(line).into_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "server replied -{}", self.message)
+    }
+}
+
+/// Why one node did not vote (or did not answer) in a round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The host name did not resolve to any address.
+    Unresolvable,
+    /// No time was left, or the socket timed out, during `phase`.
+    Timeout(Phase),
+    /// An I/O error other than a timeout during `phase`.
+    Io {
+        /// The step that failed.
+        phase: Phase,
+        /// The operating system's error kind.
+        kind: io::ErrorKind,
+    },
+    /// The server closed the connection.
+    Closed,
+    /// The reply could never be valid RESP2; the connection was closed.
+    Protocol(ProtocolError),
+    /// The server sent an error reply.
+    Server(ServerError),
+    /// A well-formed reply of a type the command never returns (for example `:1` to `SET`);
+    /// the connection was closed.
+    UnexpectedReply,
+    /// `SCRIPT LOAD` returned a digest other than the script's SHA1; the node is not running
+    /// our script.
+    ScriptDigestMismatch,
+    /// The node's connection was busy with replies owed to earlier commands and was not awaited
+    /// in this round; the command was sent, its outcome is unknown.
+    NotAwaited,
+}
+
+impl NodeError {
+    pub(crate) fn io(phase: Phase, err: &io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::Timeout(phase),
+            io::ErrorKind::UnexpectedEof => Self::Closed,
+            kind => Self::Io { phase, kind },
+        }
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unresolvable => f.write_str("host name did not resolve"),
+            Self::Timeout(phase) => write!(f, "{phase} timed out"),
+            Self::Io { phase, kind } => write!(f, "{phase} failed: {kind}"),
+            Self::Closed => f.write_str("connection closed by the server"),
+            Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::Server(e) => e.fmt(f),
+            Self::UnexpectedReply => f.write_str("unexpected reply type for the command"),
+            Self::ScriptDigestMismatch => f.write_str("script load returned another digest"),
+            Self::NotAwaited => f.write_str("reply not awaited: connection still owed replies"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// One node's failure in a round, with the node it happened on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeFailure {
+    /// Position of the node in the configured list.
+    pub node: usize,
+    /// `host:port` of the node (never the password).
+    pub addr: String,
+    /// What went wrong.
+    pub error: NodeError,
+}
+
+impl fmt::Display for NodeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {} ({}): {}", self.node, self.addr, self.error)
+    }
+}
+
+/// Everything a public call of this crate can fail with.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A node URL did not parse. `url` has any password replaced by `***`.
+    InvalidUrl {
+        /// The offending URL, password redacted.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The configuration is unusable (no nodes, a node listed twice, a zero timeout, a drift
+    /// factor outside `[0, 1)`, ...). Detected before any I/O.
+    InvalidConfig(&'static str),
+    /// The ttl is zero, not a whole number of milliseconds, above [`crate::MAX_TTL`], or not
+    /// longer than the clock-drift margin. Detected before any I/O.
+    InvalidTtl {
+        /// The ttl that was asked for.
+        ttl: Duration,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No attempt reached a quorum with time left on the lock.
+    NotAcquired {
+        /// How many rounds ran (1 for `try_lock`, up to `retries + 1` for `lock`).
+        attempts: u32,
+        /// Votes needed: `nodes / 2 + 1`.
+        quorum: usize,
+        /// In the last round: nodes that granted the lock.
+        granted: usize,
+        /// In the last round: nodes where another value held the key (contention).
+        held_elsewhere: usize,
+        /// True when the last round had a quorum but no validity left (the round took longer
+        /// than the ttl minus the drift margin).
+        expired: bool,
+        /// In the last round: nodes that failed, with the cause (an outage when this is what
+        /// kept the quorum away).
+        failures: Vec<NodeFailure>,
+    },
+    /// `extend` was refused locally: the guard's validity had already run out, so the lock may
+    /// belong to someone else and is not touched.
+    Expired,
+    /// `extend` did not reach a quorum with time left; the lock should be considered lost.
+    /// Keys that were extended keep their new ttl and expire on their own.
+    NotExtended {
+        /// Votes needed.
+        quorum: usize,
+        /// Nodes that still held our value and reset its ttl.
+        extended: usize,
+        /// Nodes where the key was gone or held another value.
+        not_held: usize,
+        /// True when a quorum extended but the round took longer than the new validity.
+        expired: bool,
+        /// Nodes that failed, with the cause.
+        failures: Vec<NodeFailure>,
+    },
+    /// Release could not tell whether the lock was still ours: fewer than a quorum confirmed
+    /// the delete, and enough nodes failed that a quorum may still hold our value until its ttl
+    /// runs out.
+    ReleaseUncertain {
+        /// Votes needed.
+        quorum: usize,
+        /// Nodes that deleted our key.
+        released: usize,
+        /// Nodes that failed, with the cause.
+        failures: Vec<NodeFailure>,
+    },
+    /// The operating system's random number generator failed.
+    Entropy,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUrl { url, reason } => write!(f, "invalid node url {url:?}: {reason}"),
+            Self::InvalidConfig(reason) => write!(f, "invalid configuration: {reason}"),
+            Self::InvalidTtl { ttl, reason } => write!(f, "invalid ttl {ttl:?}: {reason}"),
+            Self::NotAcquired {
+                attempts,
+                quorum,
+                granted,
+                held_elsewhere,
+                expired,
+                failures,
+            } => {
+                write!(
+                    f,
+                    "lock not acquired after {attempts} attempt(s): last round {granted} granted \
+                     of {quorum} needed, {held_elsewhere} held elsewhere, {} failed",
+                    failures.len()
+                )?;
+                if *expired {
+                    f.write_str(", no validity left")?;
+                }
+                write_failures(f, failures)
+            }
+            Self::Expired => f.write_str("lock validity already over, not extended"),
+            Self::NotExtended {
+                quorum,
+                extended,
+                not_held,
+                expired,
+                failures,
+            } => {
+                write!(
+                    f,
+                    "lock not extended: {extended} extended of {quorum} needed, {not_held} no \
+                     longer ours, {} failed",
+                    failures.len()
+                )?;
+                if *expired {
+                    f.write_str(", no validity left")?;
+                }
+                write_failures(f, failures)
+            }
+            Self::ReleaseUncertain {
+                quorum,
+                released,
+                failures,
+            } => {
+                write!(
+                    f,
+                    "release uncertain: {released} released of {quorum} needed, {} failed",
+                    failures.len()
+                )?;
+                write_failures(f, failures)
+            }
+            Self::Entropy => f.write_str("operating system random number generator failed"),
+        }
+    }
+}
+
+fn write_failures(f: &mut fmt::Formatter<'_>, failures: &[NodeFailure]) -> fmt::Result {
+    for failure in failures {
+        write!(f, "; {failure}")?;
+    }
+    Ok(())
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    /// True when the failure to acquire was due to contention only: no node failed and
+    /// the lock is held by another owner.
+    pub fn is_contention(&self) -> bool {
+        matches!(self, Self::NotAcquired { failures, held_elsewhere, .. }
+            if failures.is_empty() && *held_elsewhere > 0)
+    }
+
+    /// The per-node failures carried by this error (empty for other variants).
+    pub fn node_failures(&self) -> &[NodeFailure] {
+        match self {
+            Self::NotAcquired { failures, .. }
+            | Self::NotExtended { failures, .. }
+            | Self::ReleaseUncertain { failures, .. } => failures,
+            _ => &[],
+        }
+    }
+}
