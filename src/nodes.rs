@@ -108,7 +108,13 @@ impl Command<'_> {
                 conn.queue(&[b"SET", key, value, b"NX", b"PX", digits.format(ttl_ms)]);
             }
             Self::Release { key, value } => {
-                conn.queue(&[b"EVALSHA", script::RELEASE.sha1.as_bytes(), b"1", key, value]);
+                conn.queue(&[
+                    b"EVALSHA",
+                    script::RELEASE.sha1.as_bytes(),
+                    b"1",
+                    key,
+                    value,
+                ]);
             }
             Self::Extend { key, value, ttl_ms } => {
                 let sha1 = script::EXTEND.sha1.as_bytes();
@@ -133,9 +139,7 @@ impl Command<'_> {
                 }
             }
             (Self::Release { .. } | Self::Extend { .. }, Reply::Integer(1)) => Answer::Vote(true),
-            (Self::Release { .. } | Self::Extend { .. }, Reply::Integer(0)) => {
-                Answer::Vote(false)
-            }
+            (Self::Release { .. } | Self::Extend { .. }, Reply::Integer(0)) => Answer::Vote(false),
             _ => Answer::Broken(NodeError::UnexpectedReply),
         }
     }
@@ -284,7 +288,9 @@ impl Drop for Borrowed<'_> {
 fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding the pool lock; if a panic elsewhere ever poisoned it, the
     // pool itself is still consistent.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Nodes {
@@ -484,7 +490,12 @@ impl Nodes {
 }
 
 /// Reads the reply to `command` (after the `SCRIPT LOAD` reply when reloading).
-fn read_answer(conn: &mut Conn, command: &Command<'_>, reloading: bool, deadline: Instant) -> Answer {
+fn read_answer(
+    conn: &mut Conn,
+    command: &Command<'_>,
+    reloading: bool,
+    deadline: Instant,
+) -> Answer {
     if reloading {
         let sha1 = command.script().map(|s| s.sha1.as_bytes());
         let loaded = conn.recv(deadline, |reply| match reply {

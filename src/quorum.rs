@@ -56,7 +56,10 @@ mod tests {
 
     #[test]
     fn drift_is_one_percent_plus_two_ms() {
-        assert_eq!(drift(Duration::from_secs(10), 0.01), Duration::from_millis(102));
+        assert_eq!(
+            drift(Duration::from_secs(10), 0.01),
+            Duration::from_millis(102)
+        );
         assert_eq!(drift(Duration::from_millis(1), 0.0), DRIFT_FLOOR);
         assert_eq!(drift(Duration::MAX, 2.0), Duration::MAX);
     }

@@ -167,7 +167,9 @@ impl Builder {
             return Err(Error::InvalidConfig("connect_timeout must be in (0, 1 h]"));
         }
         if self.retry_delay > MAX_WAIT || self.retry_jitter > MAX_WAIT {
-            return Err(Error::InvalidConfig("retry_delay and retry_jitter must be at most 1 h"));
+            return Err(Error::InvalidConfig(
+                "retry_delay and retry_jitter must be at most 1 h",
+            ));
         }
         let nodes = Nodes::new(
             addrs,
@@ -306,7 +308,12 @@ impl Redlock {
         loop {
             attempt += 1;
             let mut session = nodes.session();
-            let round = nodes.round(&mut session, &acquire, NodeSet::all(nodes.len()), Wait::UntilDecided);
+            let round = nodes.round(
+                &mut session,
+                &acquire,
+                NodeSet::all(nodes.len()),
+                Wait::UntilDecided,
+            );
             let validity = quorum::validity(ttl, round.finished - round.started, drift);
             if round.yes >= nodes.quorum() && validity.is_some() {
                 let valid_until = valid_until(&round, ttl, drift);
@@ -370,7 +377,12 @@ impl Inner {
         let nodes = &self.nodes;
         let mut session = nodes.session();
         let command = Command::Release { key, value };
-        let round = nodes.round(&mut session, &command, NodeSet::all(nodes.len()), Wait::AllHealthy);
+        let round = nodes.round(
+            &mut session,
+            &command,
+            NodeSet::all(nodes.len()),
+            Wait::AllHealthy,
+        );
         if round.yes >= nodes.quorum() {
             return Ok(true);
         }
@@ -385,12 +397,22 @@ impl Inner {
     }
 
     /// Returns the new validity and the instant it ends.
-    fn extend(&self, key: &[u8], value: &[u8], ttl: Duration) -> Result<(Duration, Instant), Error> {
+    fn extend(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(Duration, Instant), Error> {
         let (ttl_ms, drift) = self.check_ttl(ttl)?;
         let nodes = &self.nodes;
         let mut session = nodes.session();
         let command = Command::Extend { key, value, ttl_ms };
-        let round = nodes.round(&mut session, &command, NodeSet::all(nodes.len()), Wait::UntilDecided);
+        let round = nodes.round(
+            &mut session,
+            &command,
+            NodeSet::all(nodes.len()),
+            Wait::UntilDecided,
+        );
         let validity = quorum::validity(ttl, round.finished - round.started, drift);
         match validity {
             Some(validity) if round.yes >= nodes.quorum() => {
@@ -419,7 +441,9 @@ fn valid_until(round: &Round, ttl: Duration, drift: Duration) -> Instant {
 /// A fresh lock value from the operating system's generator.
 fn new_value() -> Result<Value, Error> {
     let mut raw = [0u8; VALUE_ENTROPY];
-    SysRng.try_fill_bytes(&mut raw).map_err(|_| Error::Entropy)?;
+    SysRng
+        .try_fill_bytes(&mut raw)
+        .map_err(|_| Error::Entropy)?;
     let mut value = [0u8; 2 * VALUE_ENTROPY];
     for (pair, byte) in value.chunks_exact_mut(2).zip(raw) {
         for (slot, nibble) in pair.iter_mut().zip([byte >> 4, byte & 0x0f]) {
@@ -535,6 +559,8 @@ mod tests {
             panic!("no entropy");
         };
         assert_ne!(a, b);
-        assert!(a.iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a
+            .iter()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 }

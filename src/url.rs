@@ -43,7 +43,10 @@ impl NodeAddr {
         if rest.contains(['?', '#']) {
             return Err(fail("query strings and fragments are not supported"));
         }
-        if rest.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if rest
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(fail("whitespace or control character"));
         }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -69,13 +72,11 @@ impl NodeAddr {
         let (host, port) = split_host_port(hostport).map_err(fail)?;
         let db = match path {
             "" => 0,
-            digits if digits.bytes().all(|b| b.is_ascii_digit()) && digits.len() <= 10 => {
-                digits
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&db| db <= i32::MAX as u32)
-                    .ok_or_else(|| fail("database index out of range"))?
-            }
+            digits if digits.bytes().all(|b| b.is_ascii_digit()) && digits.len() <= 10 => digits
+                .parse::<u32>()
+                .ok()
+                .filter(|&db| db <= i32::MAX as u32)
+                .ok_or_else(|| fail("database index out of range"))?,
             _ => return Err(fail("path must be a database number")),
         };
         Ok(Self {
@@ -182,13 +183,11 @@ fn split_host_port(hostport: &str) -> Result<(&str, u16), &'static str> {
     }
     let port = match port {
         None => DEFAULT_PORT,
-        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
-            digits
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or("port out of range")?
-        }
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => digits
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or("port out of range")?,
         Some(_) => return Err("invalid port"),
     };
     Ok((host, port))
@@ -259,13 +258,22 @@ mod tests {
     #[test]
     fn parses_every_documented_form() {
         let a = ok("redis://127.0.0.1:7001");
-        assert_eq!((a.host(), a.port(), a.db(), a.password()), ("127.0.0.1", 7001, 0, None));
+        assert_eq!(
+            (a.host(), a.port(), a.db(), a.password()),
+            ("127.0.0.1", 7001, 0, None)
+        );
         let a = ok("redis://Example.COM");
         assert_eq!((a.host(), a.port()), ("example.com", DEFAULT_PORT));
         let a = ok("redis://:p%40ss@host:1/3");
-        assert_eq!((a.user(), a.password(), a.db()), (None, Some(&b"p@ss"[..]), 3));
+        assert_eq!(
+            (a.user(), a.password(), a.db()),
+            (None, Some(&b"p@ss"[..]), 3)
+        );
         let a = ok("redis://alice:secret@[::1]:7002/0");
-        assert_eq!((a.host(), a.port(), a.user()), ("::1", 7002, Some(&b"alice"[..])));
+        assert_eq!(
+            (a.host(), a.port(), a.user()),
+            ("::1", 7002, Some(&b"alice"[..]))
+        );
         assert_eq!(a.to_string(), "[::1]:7002");
         assert!(!format!("{a:?}").contains("secret"));
         assert_eq!(ok("redis://[::1]").port(), DEFAULT_PORT);
@@ -282,14 +290,29 @@ mod tests {
         assert_eq!(reason("redis://h:65536"), "port out of range");
         assert_eq!(reason("redis://h:"), "invalid port");
         assert_eq!(reason("redis://h:x1"), "invalid port");
-        assert_eq!(reason("redis://::1:6379"), "ipv6 addresses must be in brackets");
+        assert_eq!(
+            reason("redis://::1:6379"),
+            "ipv6 addresses must be in brackets"
+        );
         assert_eq!(reason("redis://[::1"), "unclosed [ in ipv6 address");
         assert_eq!(reason("redis://[nope]:1"), "invalid ipv6 address");
         assert_eq!(reason("redis://h/x"), "path must be a database number");
-        assert_eq!(reason("redis://h/99999999999"), "path must be a database number");
-        assert_eq!(reason("redis://h/4294967295"), "database index out of range");
-        assert_eq!(reason("redis://h?db=1"), "query strings and fragments are not supported");
-        assert_eq!(reason("redis://secret@h"), "credentials must be user:password or :password");
+        assert_eq!(
+            reason("redis://h/99999999999"),
+            "path must be a database number"
+        );
+        assert_eq!(
+            reason("redis://h/4294967295"),
+            "database index out of range"
+        );
+        assert_eq!(
+            reason("redis://h?db=1"),
+            "query strings and fragments are not supported"
+        );
+        assert_eq!(
+            reason("redis://secret@h"),
+            "credentials must be user:password or :password"
+        );
         assert_eq!(reason("redis://u:secret%zz@h"), "bad percent-encoding");
         assert_eq!(reason("redis://u:@h"), "empty password");
         assert_eq!(reason("redis://h :1"), "whitespace or control character");
