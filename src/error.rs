@@ -235,9 +235,6 @@ pub enum NodeError {
     /// `SCRIPT LOAD` returned a digest other than the script's SHA1; the node is not running
     /// our script.
     ScriptDigestMismatch,
-    /// The node's connection was busy with replies owed to earlier commands and was not awaited
-    /// in this round; the command was sent, its outcome is unknown.
-    NotAwaited,
 }
 
 impl NodeError {
@@ -261,7 +258,6 @@ impl fmt::Display for NodeError {
             Self::Server(e) => e.fmt(f),
             Self::UnexpectedReply => f.write_str("unexpected reply type for the command"),
             Self::ScriptDigestMismatch => f.write_str("script load returned another digest"),
-            Self::NotAwaited => f.write_str("reply not awaited: connection still owed replies"),
         }
     }
 }

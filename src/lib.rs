@@ -1,8 +1,59 @@
 //! resplock: Redlock distributed locks over N independent Redis masters.
+//!
+//! The crate speaks RESP2 itself over plain TCP ([`resp`] is a strict, bounded, zero-copy
+//! codec) and sends only `SET NX PX`, `EVALSHA`, `SCRIPT LOAD`, `AUTH` and `SELECT`. Its runtime
+//! dependencies are `rand` (for the operating system's random generator) and `socket2`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! let dlm = resplock::Redlock::new([
+//!     "redis://127.0.0.1:7001",
+//!     "redis://127.0.0.1:7002",
+//!     "redis://127.0.0.1:7003",
+//! ])?;
+//! let guard = dlm.lock("invoices:2026-11", Duration::from_secs(10))?;
+//! if guard.remaining() > Duration::from_secs(1) {
+//!     // ... critical section, kept well inside the validity ...
+//! }
+//! guard.release()?;
+//! # Ok::<(), resplock::Error>(())
+//! ```
+//!
+//! # What is guaranteed, and what is not
+//!
+//! A lock is granted when a majority of nodes accepted the key within a validity window of
+//! `ttl - elapsed - (ttl * drift_factor + 2 ms)`, measured on this process's monotonic clock.
+//! Two clients can hold the same lock at once only if an assumption fails: node clocks that run
+//! at rates differing by more than the drift factor, a node that loses keys on restart (no AOF
+//! with `appendfsync always` and restarted before the longest ttl), or a holder that pauses
+//! (GC, swap, `SIGSTOP`, host suspend) past [`LockGuard::remaining`] and then acts. The crate
+//! offers no fencing tokens yet: a resource that must never see a stale writer needs its own
+//! check, or a consensus system (etcd, ZooKeeper) instead of Redlock. `SAFETY.md` in the
+//! repository states the model in full.
+//!
+//! `Instant` on Linux is `CLOCK_MONOTONIC`, which does not advance while the host is
+//! suspended: a lock held across a suspend looks valid for longer than it is. Do not hold
+//! locks across suspend.
+//!
+//! # Modules
+//! - [`resp`]: the sans-IO RESP2 decoder and command encoder.
+//! - [`script`]: the release and extend scripts with their SHA1 digests.
+//! - [`url`]: node URL parsing.
+//! - [`error`]: every error type.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod conn;
 pub mod error;
+mod nodes;
+mod quorum;
+mod redlock;
 pub mod resp;
+pub mod script;
+pub mod url;
 
 pub use error::{Error, NodeError, NodeFailure, Phase, ProtocolError, ServerError, ServerErrorKind};
+pub use nodes::MAX_NODES;
+pub use redlock::{Builder, LockGuard, Redlock, MAX_TTL};
+pub use url::NodeAddr;

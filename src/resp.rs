@@ -331,7 +331,10 @@ fn item<'a>(
                 return Ok(Status::Incomplete);
             };
             if len == -1 {
-                return Ok(Status::Complete((Item::Scalar(Reply::Bulk(None)), header_end)));
+                return Ok(Status::Complete((
+                    Item::Scalar(Reply::Bulk(None)),
+                    header_end,
+                )));
             }
             let body_end = usize::try_from(len)
                 .ok()
@@ -450,7 +453,11 @@ fn check_range(value: i64, limits: &Limits, kind: Number) -> Result<(), Protocol
 
 /// Finds the CR ending a simple line that starts at `start`. Errors on a lone LF, a CR not
 /// followed by LF, or a line longer than `max_line_len` (even before its CR arrives).
-fn line_end(input: &[u8], start: usize, max_line_len: usize) -> Result<Status<usize>, ProtocolError> {
+fn line_end(
+    input: &[u8],
+    start: usize,
+    max_line_len: usize,
+) -> Result<Status<usize>, ProtocolError> {
     let window_end = input
         .len()
         .min(start.saturating_add(max_line_len).saturating_add(1));
@@ -489,7 +496,11 @@ fn find_cr_or_lf(bytes: &[u8]) -> Option<usize> {
         }
         offset += 8;
     }
-    chunks.remainder().iter().position(is_end).map(|i| offset + i)
+    chunks
+        .remainder()
+        .iter()
+        .position(is_end)
+        .map(|i| offset + i)
 }
 
 /// Exact number of bytes [`encode_command`] appends for `args`.

@@ -1,0 +1,323 @@
+//! One blocking connection to one node: socket setup, deadlines, reusable buffers, and the
+//! bookkeeping that keeps late replies from answering later commands.
+//!
+//! Contract:
+//! - Every blocking step takes a deadline. With no time left a step fails with
+//!   [`NodeError::Timeout`] naming its phase, and never passes a zero timeout to the OS (which
+//!   would mean "wait forever"). Socket timeouts are only changed when the whole-millisecond
+//!   budget changes, so the steady state makes no `setsockopt` calls.
+//! - Replies are read in order. A reply that a caller stopped waiting for (a timeout, or a
+//!   round that had its answer already) is recorded as *stale* and skipped, frame by frame,
+//!   before the next reply is handed out: a late `+OK` can never be taken for the answer to a
+//!   later command.
+//! - After an I/O error, EOF, a protocol error or a partial write the caller must drop the
+//!   connection: its byte stream can no longer be trusted.
+//! - Buffers are allocated once per connection and reused; the read buffer grows on demand up
+//!   to a fixed bound, past which a reply is a [`ProtocolError::TooLarge`].
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
+
+use crate::error::{NodeError, Phase, ProtocolError, ServerError};
+use crate::resp::{self, Limits, Reply, Status};
+use crate::url::NodeAddr;
+
+/// Initial size of the read and write buffers: every reply a lock sees fits.
+const INITIAL_BUFFER: usize = 512;
+
+/// Idle time before TCP keepalive probes start, so a dead peer is noticed on idle connections.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// Size and shape limits for one connection's replies.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReplyBounds {
+    pub limits: Limits,
+    /// Largest number of bytes buffered for one reply.
+    pub max_reply_bytes: usize,
+}
+
+impl ReplyBounds {
+    pub fn new(limits: Limits) -> Self {
+        let max_reply_bytes = limits
+            .max_bulk_len
+            .saturating_add(limits.max_line_len)
+            .saturating_add(64);
+        Self {
+            limits,
+            max_reply_bytes,
+        }
+    }
+}
+
+pub(crate) struct Conn {
+    stream: TcpStream,
+    read_buf: Vec<u8>,
+    /// Unconsumed bytes are `read_buf[start..end]`.
+    start: usize,
+    end: usize,
+    write_buf: Vec<u8>,
+    /// Replies owed by the server that nobody will read: skipped before the next one.
+    stale: u32,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    bounds: ReplyBounds,
+}
+
+impl Conn {
+    /// Connects (trying each resolved address in turn), sets `TCP_NODELAY` and keepalive, then
+    /// sends `AUTH` and `SELECT` when the URL asks for them and checks both replies.
+    pub fn connect(
+        addr: &NodeAddr,
+        deadline: Instant,
+        bounds: ReplyBounds,
+    ) -> Result<Conn, NodeError> {
+        let mut last = NodeError::Unresolvable;
+        for socket_addr in addr.resolve()? {
+            let budget = time_left(deadline, Phase::Connect)?;
+            let socket = Socket::new(
+                Domain::for_address(socket_addr),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )
+            .map_err(|e| NodeError::io(Phase::Connect, &e))?;
+            match socket.connect_timeout(&SockAddr::from(socket_addr), budget) {
+                Ok(()) => return Self::handshake(socket, addr, deadline, bounds),
+                Err(e) => last = NodeError::io(Phase::Connect, &e),
+            }
+        }
+        Err(last)
+    }
+
+    fn handshake(
+        socket: Socket,
+        addr: &NodeAddr,
+        deadline: Instant,
+        bounds: ReplyBounds,
+    ) -> Result<Conn, NodeError> {
+        let setup = |e: io::Error| NodeError::io(Phase::Connect, &e);
+        socket.set_tcp_nodelay(true).map_err(setup)?;
+        socket
+            .set_tcp_keepalive(&TcpKeepalive::new().with_time(KEEPALIVE_IDLE))
+            .map_err(setup)?;
+        let mut conn = Conn {
+            stream: TcpStream::from(socket),
+            read_buf: vec![0; INITIAL_BUFFER],
+            start: 0,
+            end: 0,
+            write_buf: Vec::with_capacity(INITIAL_BUFFER),
+            stale: 0,
+            read_timeout: None,
+            write_timeout: None,
+            bounds,
+        };
+        let mut expected = 0;
+        if let Some(password) = addr.password() {
+            match addr.user() {
+                Some(user) => conn.queue(&[b"AUTH", user, password]),
+                None => conn.queue(&[b"AUTH", password]),
+            }
+            expected += 1;
+        }
+        if addr.db() != 0 {
+            let mut digits = resp::DecimalBuf::new();
+            conn.queue(&[b"SELECT", digits.format(u64::from(addr.db()))]);
+            expected += 1;
+        }
+        if expected == 0 {
+            return Ok(conn);
+        }
+        let handshake_phase = |e: NodeError| match e {
+            NodeError::Timeout(_) => NodeError::Timeout(Phase::Handshake),
+            NodeError::Io { kind, .. } => NodeError::Io {
+                phase: Phase::Handshake,
+                kind,
+            },
+            other => other,
+        };
+        conn.flush(deadline).map_err(handshake_phase)?;
+        // Read every reply even after a failure, so the first error is the one reported.
+        let mut first_error = None;
+        for _ in 0..expected {
+            let outcome = conn
+                .recv(deadline, |reply| match reply {
+                    Reply::Simple(b"OK") => Ok(()),
+                    Reply::Error(line) => Err(NodeError::Server(ServerError::from_line(line))),
+                    _ => Err(NodeError::UnexpectedReply),
+                })
+                .map_err(handshake_phase)?;
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(conn),
+        }
+    }
+
+    /// Replies that will be skipped before the next one is handed out.
+    pub fn stale(&self) -> u32 {
+        self.stale
+    }
+
+    /// Records that the replies to `count` commands already sent will not be read.
+    pub fn abandon(&mut self, count: u32) {
+        self.stale = self.stale.saturating_add(count);
+    }
+
+    /// Appends a command to the write buffer without sending it.
+    pub fn queue(&mut self, args: &[&[u8]]) {
+        resp::encode_command(&mut self.write_buf, args);
+    }
+
+    /// Writes the whole write buffer. On error the connection must be dropped: part of a
+    /// command may have been sent.
+    pub fn flush(&mut self, deadline: Instant) -> Result<(), NodeError> {
+        let mut written = 0;
+        while let Some(rest) = self.write_buf.get(written..).filter(|r| !r.is_empty()) {
+            let budget = time_left(deadline, Phase::Write)?;
+            set_timeout(&mut self.write_timeout, budget, |t| {
+                self.stream.set_write_timeout(t)
+            })
+            .map_err(|e| NodeError::io(Phase::Write, &e))?;
+            match self.stream.write(rest) {
+                Ok(0) => return Err(NodeError::Closed),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => time_left(deadline, Phase::Write).map(drop)?,
+                Err(e) => return Err(NodeError::io(Phase::Write, &e)),
+            }
+        }
+        self.write_buf.clear();
+        Ok(())
+    }
+
+    /// Skips stale replies, then decodes the next reply and hands it to `interpret`.
+    ///
+    /// A reply already buffered is returned even after the deadline, and with no time left
+    /// one last non-blocking read collects what the kernel already holds. On a timeout the
+    /// reply is not lost: the caller should [`Conn::abandon`] it (partial bytes stay
+    /// buffered and are skipped in order).
+    pub fn recv<T>(
+        &mut self,
+        deadline: Instant,
+        interpret: impl FnOnce(Reply<'_>) -> T,
+    ) -> Result<T, NodeError> {
+        loop {
+            let buffered = self.read_buf.get(self.start..self.end).unwrap_or_default();
+            match resp::decode(buffered, &self.bounds.limits).map_err(NodeError::Protocol)? {
+                Status::Complete((reply, used)) => {
+                    if self.stale > 0 {
+                        self.stale -= 1;
+                        self.consume(used);
+                        continue;
+                    }
+                    let outcome = interpret(reply);
+                    self.consume(used);
+                    return Ok(outcome);
+                }
+                Status::Incomplete => self.fill(deadline)?,
+            }
+        }
+    }
+
+    fn consume(&mut self, used: usize) {
+        self.start += used;
+        if self.start >= self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads more bytes into the buffer, making room first.
+    fn fill(&mut self, deadline: Instant) -> Result<(), NodeError> {
+        if self.end == self.read_buf.len() {
+            if self.start > 0 {
+                self.read_buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else if self.read_buf.len() < self.bounds.max_reply_bytes {
+                let grown = self
+                    .read_buf
+                    .len()
+                    .saturating_mul(2)
+                    .min(self.bounds.max_reply_bytes);
+                self.read_buf.resize(grown, 0);
+            } else {
+                return Err(NodeError::Protocol(ProtocolError::TooLarge));
+            }
+        }
+        let Some(room) = self.read_buf.get_mut(self.end..) else {
+            return Err(NodeError::Protocol(ProtocolError::TooLarge));
+        };
+        let result = match time_left(deadline, Phase::Read) {
+            Ok(budget) => {
+                set_timeout(&mut self.read_timeout, budget, |t| {
+                    self.stream.set_read_timeout(t)
+                })
+                .map_err(|e| NodeError::io(Phase::Read, &e))?;
+                self.stream.read(room)
+            }
+            Err(timeout) => {
+                // Out of time: take only what has already arrived.
+                self.stream
+                    .set_nonblocking(true)
+                    .map_err(|e| NodeError::io(Phase::Read, &e))?;
+                let result = self.stream.read(room);
+                self.stream
+                    .set_nonblocking(false)
+                    .map_err(|e| NodeError::io(Phase::Read, &e))?;
+                if matches!(&result, Err(e) if is_timeout(e)) {
+                    return Err(timeout);
+                }
+                result
+            }
+        };
+        match result {
+            Ok(0) => Err(NodeError::Closed),
+            Ok(n) => {
+                self.end += n;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            // A socket timeout may fire before the deadline (timeouts are whole milliseconds);
+            // the next call waits for the rest or reports the timeout.
+            Err(e) if is_timeout(&e) => Ok(()),
+            Err(e) => Err(NodeError::io(Phase::Read, &e)),
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Time until `deadline`, or a timeout in `phase` when none is left.
+pub(crate) fn time_left(deadline: Instant, phase: Phase) -> Result<Duration, NodeError> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+        .ok_or(NodeError::Timeout(phase))
+}
+
+/// Sets a socket timeout no longer than `budget`, rounded down to whole milliseconds when
+/// the budget allows, and skips the system call when the socket already has that value.
+fn set_timeout(
+    current: &mut Option<Duration>,
+    budget: Duration,
+    apply: impl FnOnce(Option<Duration>) -> io::Result<()>,
+) -> io::Result<()> {
+    let millis = Duration::from_millis(u64::try_from(budget.as_millis()).unwrap_or(u64::MAX));
+    let wanted = if millis.is_zero() { budget } else { millis };
+    if *current != Some(wanted) {
+        apply(Some(wanted))?;
+        *current = Some(wanted);
+    }
+    Ok(())
+}

@@ -1,0 +1,543 @@
+//! Fan-out: one command to many nodes in one round, under one deadline, in one thread.
+//!
+//! Contract:
+//! - A round connects where needed (each connect bounded by the connect timeout), then takes
+//!   its start time, writes the command to every target node, and only then reads replies, so
+//!   it costs one round trip to the slowest node that is waited for, not one per node.
+//! - Every read shares the round's deadline (`start + node_timeout`). A node that fails, times
+//!   out or answers with an error is a non-vote with a typed cause; it never aborts the round.
+//! - Nodes whose last awaited reply timed out are *slow*: read last, and once the round is
+//!   decided (a quorum said yes, or can no longer) only polled without waiting. Other nodes are
+//!   read until decided, or all of them with [`Wait::AllHealthy`]. Replies not read are marked
+//!   stale on their connection and skipped before its next use, so a slow minority costs no
+//!   waiting once a quorum has answered, and a late reply never answers a later command.
+//! - A script command answered `NOSCRIPT` gets one `SCRIPT LOAD` (digest checked) and one
+//!   retry on that node, pipelined, within the same deadline. Never a loop.
+//! - Connections that saw an I/O error, EOF, a protocol error or a reply of the wrong type are
+//!   dropped; they reconnect on the next round that needs them.
+//! - Sessions (one connection per node, plus scratch space) are pooled, so a steady stream of
+//!   rounds allocates nothing.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::conn::{Conn, ReplyBounds};
+use crate::error::{NodeError, NodeFailure, ServerError, ServerErrorKind};
+use crate::quorum;
+use crate::resp::{DecimalBuf, Reply};
+use crate::script::{self, Script};
+use crate::url::NodeAddr;
+
+/// Most nodes a lock manager may have: rounds track node sets in one `u64`.
+pub const MAX_NODES: usize = 64;
+
+/// A connection with more unread replies than this is closed rather than drained. A paused
+/// node gathers two per lock and release; the queued commands are small, and closing less
+/// often spares a stopped server's accept backlog.
+const MAX_STALE: u32 = 256;
+
+/// Idle sessions kept for reuse; more concurrent callers than this pay for new connections.
+const MAX_IDLE_SESSIONS: usize = 64;
+
+/// A set of node indexes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct NodeSet(u64);
+
+impl NodeSet {
+    pub fn all(nodes: usize) -> Self {
+        match nodes {
+            0 => Self(0),
+            n if n >= 64 => Self(u64::MAX),
+            n => Self((1u64 << n) - 1),
+        }
+    }
+
+    pub fn contains(self, node: usize) -> bool {
+        node < 64 && self.0 & (1 << node) != 0
+    }
+
+    fn insert(&mut self, node: usize) {
+        if node < 64 {
+            self.0 |= 1 << node;
+        }
+    }
+
+    fn remove(&mut self, node: usize) {
+        if node < 64 {
+            self.0 &= !(1 << node);
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// A command sent to each node of a round.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Command<'a> {
+    /// `SET key value NX PX ttl`.
+    Acquire {
+        key: &'a [u8],
+        value: &'a [u8],
+        ttl_ms: u64,
+    },
+    /// `EVALSHA <release> 1 key value`.
+    Release { key: &'a [u8], value: &'a [u8] },
+    /// `EVALSHA <extend> 1 key value ttl`.
+    Extend {
+        key: &'a [u8],
+        value: &'a [u8],
+        ttl_ms: u64,
+    },
+}
+
+impl Command<'_> {
+    fn script(&self) -> Option<Script> {
+        match self {
+            Self::Acquire { .. } => None,
+            Self::Release { .. } => Some(script::RELEASE),
+            Self::Extend { .. } => Some(script::EXTEND),
+        }
+    }
+
+    fn queue(&self, conn: &mut Conn) {
+        let mut digits = DecimalBuf::new();
+        match *self {
+            Self::Acquire { key, value, ttl_ms } => {
+                conn.queue(&[b"SET", key, value, b"NX", b"PX", digits.format(ttl_ms)]);
+            }
+            Self::Release { key, value } => {
+                conn.queue(&[
+                    b"EVALSHA",
+                    script::RELEASE.sha1.as_bytes(),
+                    b"1",
+                    key,
+                    value,
+                ]);
+            }
+            Self::Extend { key, value, ttl_ms } => {
+                let sha1 = script::EXTEND.sha1.as_bytes();
+                conn.queue(&[b"EVALSHA", sha1, b"1", key, value, digits.format(ttl_ms)]);
+            }
+        }
+    }
+
+    /// What a reply to this command means for the lock.
+    fn interpret(&self, reply: Reply<'_>) -> Answer {
+        match (self, reply) {
+            (Self::Acquire { .. }, Reply::Simple(b"OK")) => Answer::Vote(true),
+            (Self::Acquire { .. }, Reply::Bulk(None)) => Answer::Vote(false),
+            (_, Reply::Error(line)) => {
+                let error = ServerError::from_line(line);
+                match (self, error.kind) {
+                    // The key holds another type: whatever it is, it is not our lock.
+                    (Self::Release { .. } | Self::Extend { .. }, ServerErrorKind::WrongType) => {
+                        Answer::Vote(false)
+                    }
+                    _ => Answer::Failed(NodeError::Server(error)),
+                }
+            }
+            (Self::Release { .. } | Self::Extend { .. }, Reply::Integer(1)) => Answer::Vote(true),
+            (Self::Release { .. } | Self::Extend { .. }, Reply::Integer(0)) => Answer::Vote(false),
+            _ => Answer::Broken(NodeError::UnexpectedReply),
+        }
+    }
+}
+
+/// A reply, judged.
+enum Answer {
+    Vote(bool),
+    /// A non-vote; the connection is fine.
+    Failed(NodeError),
+    /// A non-vote; the connection must be closed.
+    Broken(NodeError),
+}
+
+/// One node's state in the current round.
+#[derive(Debug, Default)]
+pub(crate) enum Vote {
+    /// Not a target of this round.
+    #[default]
+    Untouched,
+    /// Sent; reply not read yet.
+    Pending,
+    /// `SCRIPT LOAD` and the command were re-sent after `NOSCRIPT`; two replies to read.
+    Reloading,
+    /// Granted / deleted / extended.
+    Yes,
+    /// Held by another value, or not ours any more.
+    No,
+    /// Did not vote.
+    Failed(NodeError),
+}
+
+/// How long a round keeps reading once it is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Stop as soon as the outcome is known.
+    UntilDecided,
+    /// Read every node that is not slow (so each `NOSCRIPT` is seen and handled), and slow
+    /// ones only while undecided.
+    AllHealthy,
+}
+
+/// Counts and timing of a finished round.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Round {
+    /// Taken after connecting, before the first byte of the command was written.
+    pub started: Instant,
+    /// Taken after the last reply read.
+    pub finished: Instant,
+    pub yes: usize,
+    pub no: usize,
+    /// Nodes the whole command was written to (the only ones where it may have run).
+    pub sent: NodeSet,
+}
+
+/// Per-caller state: one connection per node and the votes of the current round.
+pub(crate) struct Session {
+    conns: Vec<Option<Conn>>,
+    votes: Vec<Vote>,
+    /// Read order of the current round; a reloading node is appended a second time.
+    order: Vec<usize>,
+    /// Nodes whose last awaited reply timed out: read last, and not waited for once the
+    /// round is decided.
+    slow: NodeSet,
+}
+
+impl Session {
+    /// A placeholder that owns nothing (allocates nothing).
+    fn empty() -> Self {
+        Self {
+            conns: Vec::new(),
+            votes: Vec::new(),
+            order: Vec::new(),
+            slow: NodeSet::default(),
+        }
+    }
+
+    /// Number of nodes whose vote in the last round was a failure.
+    pub fn failed(&self) -> usize {
+        self.votes
+            .iter()
+            .filter(|vote| matches!(vote, Vote::Failed(_)))
+            .count()
+    }
+
+    /// The failures of the last round, with node addresses.
+    pub fn failures(&self, nodes: &Nodes) -> Vec<NodeFailure> {
+        let mut out = Vec::new();
+        for (node, vote) in self.votes.iter().enumerate() {
+            // Pending nodes were not needed for the decision; they are not failures.
+            let Vote::Failed(error) = vote else {
+                continue;
+            };
+            let error = error.clone();
+            if let Some(addr) = nodes.addrs.get(node) {
+                out.push(NodeFailure {
+                    node,
+                    addr: addr.to_string(),
+                    error,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The nodes of a lock manager and the pool of sessions talking to them.
+pub(crate) struct Nodes {
+    addrs: Vec<NodeAddr>,
+    bounds: ReplyBounds,
+    connect_timeout: Duration,
+    node_timeout: Duration,
+    quorum: usize,
+    idle: Mutex<Vec<Session>>,
+}
+
+/// A session borrowed from the pool; returned on drop.
+pub(crate) struct Borrowed<'a> {
+    nodes: &'a Nodes,
+    session: Session,
+}
+
+impl std::ops::Deref for Borrowed<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl std::ops::DerefMut for Borrowed<'_> {
+    fn deref_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        let session = std::mem::replace(&mut self.session, Session::empty());
+        let mut idle = lock_ignoring_poison(&self.nodes.idle);
+        if idle.len() < MAX_IDLE_SESSIONS {
+            idle.push(session);
+        }
+    }
+}
+
+fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding the pool lock; if a panic elsewhere ever poisoned it, the
+    // pool itself is still consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Nodes {
+    pub fn new(
+        addrs: Vec<NodeAddr>,
+        bounds: ReplyBounds,
+        connect_timeout: Duration,
+        node_timeout: Duration,
+    ) -> Self {
+        let quorum = quorum::quorum(addrs.len());
+        Self {
+            addrs,
+            bounds,
+            connect_timeout,
+            node_timeout,
+            quorum,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
+    pub fn addrs(&self) -> &[NodeAddr] {
+        &self.addrs
+    }
+
+    /// Takes an idle session, or makes a new one (no connection is opened here).
+    pub fn session(&self) -> Borrowed<'_> {
+        let reused = lock_ignoring_poison(&self.idle).pop();
+        let session = reused.unwrap_or_else(|| {
+            let n = self.addrs.len();
+            Session {
+                conns: (0..n).map(|_| None).collect(),
+                votes: (0..n).map(|_| Vote::Untouched).collect(),
+                order: Vec::with_capacity(2 * n),
+                slow: NodeSet::default(),
+            }
+        });
+        Borrowed {
+            nodes: self,
+            session,
+        }
+    }
+
+    /// Runs one round of `command` on the `targets` and leaves each node's vote in the
+    /// session.
+    pub fn round(
+        &self,
+        session: &mut Session,
+        command: &Command<'_>,
+        targets: NodeSet,
+        wait: Wait,
+    ) -> Round {
+        let Session {
+            conns,
+            votes,
+            order,
+            slow,
+        } = session;
+        for (node, (slot, vote)) in conns.iter_mut().zip(votes.iter_mut()).enumerate() {
+            *vote = Vote::Untouched;
+            if !targets.contains(node) {
+                continue;
+            }
+            if slot.as_ref().is_some_and(|conn| conn.stale() > MAX_STALE) {
+                *slot = None;
+            }
+            if slot.is_none() {
+                let Some(addr) = self.addrs.get(node) else {
+                    continue;
+                };
+                match Conn::connect(addr, Instant::now() + self.connect_timeout, self.bounds) {
+                    Ok(conn) => *slot = Some(conn),
+                    Err(error) => *vote = Vote::Failed(error),
+                }
+            }
+        }
+
+        let started = Instant::now();
+        let deadline = started + self.node_timeout;
+        let mut sent = NodeSet::default();
+        for (node, (slot, vote)) in conns.iter_mut().zip(votes.iter_mut()).enumerate() {
+            let Some(conn) = slot.as_mut().filter(|_| targets.contains(node)) else {
+                continue;
+            };
+            command.queue(conn);
+            match conn.flush(deadline) {
+                Ok(()) => {
+                    sent.insert(node);
+                    *vote = Vote::Pending;
+                }
+                Err(error) => {
+                    *slot = None;
+                    *vote = Vote::Failed(error);
+                }
+            }
+        }
+
+        // Nodes that answered on time last round first; slow ones only when still needed.
+        order.clear();
+        order.extend((0..votes.len()).filter(|&n| sent.contains(n) && !slow.contains(n)));
+        order.extend((0..votes.len()).filter(|&n| sent.contains(n) && slow.contains(n)));
+        let mut yes = 0;
+        let mut no = 0;
+        let mut awaiting = order.len();
+        let mut last_used = None;
+        let mut next = 0;
+        while let Some(&node) = order.get(next) {
+            next += 1;
+            let undecided = !quorum::decided(yes, awaiting, self.quorum);
+            let read_until = if undecided || (wait == Wait::AllHealthy && !slow.contains(node)) {
+                deadline
+            } else if slow.contains(node) {
+                // Not needed, but collect a reply that has already arrived: that is how a
+                // slow node is noticed to be healthy again.
+                Instant::now()
+            } else {
+                continue;
+            };
+            let (Some(slot), Some(vote)) = (conns.get_mut(node), votes.get_mut(node)) else {
+                continue;
+            };
+            let Some(conn) = slot.as_mut() else {
+                continue;
+            };
+            let reloading = matches!(vote, Vote::Reloading);
+            let answer = read_answer(conn, command, reloading, read_until);
+            awaiting -= 1;
+            if undecided {
+                last_used = Some(Instant::now());
+            }
+            *vote = match answer {
+                Answer::Vote(granted) => {
+                    slow.remove(node);
+                    if granted {
+                        yes += 1;
+                        Vote::Yes
+                    } else {
+                        no += 1;
+                        Vote::No
+                    }
+                }
+                Answer::Failed(NodeError::Server(error))
+                    if error.kind == ServerErrorKind::NoScript && !reloading =>
+                {
+                    match reload(conn, command, deadline) {
+                        Ok(()) => {
+                            awaiting += 1;
+                            order.push(node);
+                            Vote::Reloading
+                        }
+                        Err(error) => {
+                            *slot = None;
+                            Vote::Failed(error)
+                        }
+                    }
+                }
+                Answer::Failed(error) => {
+                    if matches!(error, NodeError::Timeout(_)) {
+                        slow.insert(node);
+                    }
+                    Vote::Failed(error)
+                }
+                Answer::Broken(error) => {
+                    *slot = None;
+                    Vote::Failed(error)
+                }
+            };
+        }
+        let finished = last_used.unwrap_or_else(Instant::now);
+
+        // Whatever was not read is skipped before the connection's next use.
+        for (slot, vote) in conns.iter_mut().zip(votes.iter()) {
+            let unread = match vote {
+                Vote::Pending => 1,
+                Vote::Reloading => 2,
+                _ => 0,
+            };
+            if let Some(conn) = slot.as_mut() {
+                conn.abandon(unread);
+            }
+        }
+        Round {
+            started,
+            finished,
+            yes,
+            no,
+            sent,
+        }
+    }
+}
+
+/// Reads the reply to `command` (after the `SCRIPT LOAD` reply when reloading).
+fn read_answer(
+    conn: &mut Conn,
+    command: &Command<'_>,
+    reloading: bool,
+    deadline: Instant,
+) -> Answer {
+    if reloading {
+        let sha1 = command.script().map(|s| s.sha1.as_bytes());
+        let loaded = conn.recv(deadline, |reply| match reply {
+            Reply::Bulk(Some(digest)) if Some(digest) == sha1 => Answer::Vote(true),
+            Reply::Bulk(Some(_)) => Answer::Failed(NodeError::ScriptDigestMismatch),
+            Reply::Error(line) => Answer::Failed(NodeError::Server(ServerError::from_line(line))),
+            _ => Answer::Broken(NodeError::UnexpectedReply),
+        });
+        match loaded {
+            Ok(Answer::Vote(_)) => {}
+            Ok(failed) => {
+                // The retried command's reply is still owed; skip it.
+                conn.abandon(1);
+                return failed;
+            }
+            Err(error) => return io_failure(conn, error, 2),
+        }
+    }
+    match conn.recv(deadline, |reply| command.interpret(reply)) {
+        Ok(answer) => answer,
+        Err(error) => io_failure(conn, error, 1),
+    }
+}
+
+/// A timeout leaves the connection usable with `unread` replies skipped later; anything else
+/// breaks it.
+fn io_failure(conn: &mut Conn, error: NodeError, unread: u32) -> Answer {
+    match error {
+        NodeError::Timeout(_) => {
+            conn.abandon(unread);
+            Answer::Failed(error)
+        }
+        error => Answer::Broken(error),
+    }
+}
+
+/// Pipelines `SCRIPT LOAD` and the command again after a `NOSCRIPT`.
+fn reload(conn: &mut Conn, command: &Command<'_>, deadline: Instant) -> Result<(), NodeError> {
+    let Some(script) = command.script() else {
+        return Err(NodeError::UnexpectedReply);
+    };
+    conn.queue(&[b"SCRIPT", b"LOAD", script.source.as_bytes()]);
+    command.queue(conn);
+    conn.flush(deadline)
+}
