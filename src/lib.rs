@@ -53,7 +53,9 @@ pub mod resp;
 pub mod script;
 pub mod url;
 
-pub use error::{Error, NodeError, NodeFailure, Phase, ProtocolError, ServerError, ServerErrorKind};
+pub use error::{
+    Error, NodeError, NodeFailure, Phase, ProtocolError, ServerError, ServerErrorKind,
+};
 pub use nodes::MAX_NODES;
 pub use redlock::{Builder, LockGuard, Redlock, MAX_TTL};
 pub use url::NodeAddr;
