@@ -56,6 +56,6 @@ pub mod url;
 pub use error::{
     Error, NodeError, NodeFailure, Phase, ProtocolError, ServerError, ServerErrorKind,
 };
-pub use nodes::MAX_NODES;
+pub use nodes::{CONNECT_BACKOFF, MAX_NODES};
 pub use redlock::{Builder, LockGuard, Redlock, MAX_TTL};
 pub use url::NodeAddr;

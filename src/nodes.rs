@@ -14,10 +14,12 @@
 //! - A script command answered `NOSCRIPT` gets one `SCRIPT LOAD` (digest checked) and one
 //!   retry on that node, pipelined, within the same deadline. Never a loop.
 //! - Connections that saw an I/O error, EOF, a protocol error or a reply of the wrong type are
-//!   dropped; they reconnect on the next round that needs them.
+//!   dropped; they reconnect on the next round that needs them, except that a node whose
+//!   connect timed out is not dialled again for [`CONNECT_BACKOFF`].
 //! - Sessions (one connection per node, plus scratch space) are pooled, so a steady stream of
 //!   rounds allocates nothing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,11 @@ pub const MAX_NODES: usize = 64;
 /// node gathers two per lock and release; the queued commands are small, and closing less
 /// often spares a stopped server's accept backlog.
 const MAX_STALE: u32 = 256;
+
+/// After a connect or handshake times out, the node is not dialled again for this long; rounds
+/// meanwhile count it as failed with that timeout. Refused connections fail fast and are
+/// retried every round.
+pub const CONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Idle sessions kept for reuse; more concurrent callers than this pay for new connections.
 const MAX_IDLE_SESSIONS: usize = 64;
@@ -62,10 +69,10 @@ impl NodeSet {
         }
     }
 
-    fn remove(&mut self, node: usize) {
-        if node < 64 {
-            self.0 &= !(1 << node);
-        }
+    fn single(node: usize) -> Self {
+        let mut set = Self::default();
+        set.insert(node);
+        set
     }
 
     pub fn is_empty(self) -> bool {
@@ -201,9 +208,6 @@ pub(crate) struct Session {
     votes: Vec<Vote>,
     /// Read order of the current round; a reloading node is appended a second time.
     order: Vec<usize>,
-    /// Nodes whose last awaited reply timed out: read last, and not waited for once the
-    /// round is decided.
-    slow: NodeSet,
 }
 
 impl Session {
@@ -213,7 +217,6 @@ impl Session {
             conns: Vec::new(),
             votes: Vec::new(),
             order: Vec::new(),
-            slow: NodeSet::default(),
         }
     }
 
@@ -254,6 +257,12 @@ pub(crate) struct Nodes {
     node_timeout: Duration,
     quorum: usize,
     idle: Mutex<Vec<Session>>,
+    /// Nodes whose last awaited reply timed out, shared by every session: read last, and
+    /// only polled once a round is decided.
+    slow: AtomicU64,
+    /// Per node: after a connect that timed out, when to dial again and what to report until
+    /// then. Only touched when a connection has to be opened.
+    backoff: Mutex<Vec<Option<(Instant, NodeError)>>>,
 }
 
 /// A session borrowed from the pool; returned on drop.
@@ -308,6 +317,8 @@ impl Nodes {
             node_timeout,
             quorum,
             idle: Mutex::new(Vec::new()),
+            slow: AtomicU64::new(0),
+            backoff: Mutex::new(Vec::new()),
         }
     }
 
@@ -323,6 +334,28 @@ impl Nodes {
         &self.addrs
     }
 
+    /// Opens a connection to `node`, unless a recent attempt timed out: a black-holed host
+    /// would otherwise cost every round a whole connect timeout.
+    fn dial(&self, node: usize, addr: &NodeAddr) -> Result<Conn, NodeError> {
+        let now = Instant::now();
+        if let Some(Some((until, error))) = lock_ignoring_poison(&self.backoff).get(node) {
+            if now < *until {
+                return Err(error.clone());
+            }
+        }
+        let result = Conn::connect(addr, now + self.connect_timeout, self.bounds);
+        if let Err(error @ NodeError::Timeout(_)) = &result {
+            let mut backoff = lock_ignoring_poison(&self.backoff);
+            if backoff.len() < self.addrs.len() {
+                backoff.resize(self.addrs.len(), None);
+            }
+            if let Some(entry) = backoff.get_mut(node) {
+                *entry = Some((Instant::now() + CONNECT_BACKOFF, error.clone()));
+            }
+        }
+        result
+    }
+
     /// Takes an idle session, or makes a new one (no connection is opened here).
     pub fn session(&self) -> Borrowed<'_> {
         let reused = lock_ignoring_poison(&self.idle).pop();
@@ -332,7 +365,6 @@ impl Nodes {
                 conns: (0..n).map(|_| None).collect(),
                 votes: (0..n).map(|_| Vote::Untouched).collect(),
                 order: Vec::with_capacity(2 * n),
-                slow: NodeSet::default(),
             }
         });
         Borrowed {
@@ -354,8 +386,9 @@ impl Nodes {
             conns,
             votes,
             order,
-            slow,
         } = session;
+        // A snapshot: other callers may mark nodes slow or healthy meanwhile.
+        let slow = NodeSet(self.slow.load(Ordering::Relaxed));
         for (node, (slot, vote)) in conns.iter_mut().zip(votes.iter_mut()).enumerate() {
             *vote = Vote::Untouched;
             if !targets.contains(node) {
@@ -368,7 +401,7 @@ impl Nodes {
                 let Some(addr) = self.addrs.get(node) else {
                     continue;
                 };
-                match Conn::connect(addr, Instant::now() + self.connect_timeout, self.bounds) {
+                match self.dial(node, addr) {
                     Ok(conn) => *slot = Some(conn),
                     Err(error) => *vote = Vote::Failed(error),
                 }
@@ -430,7 +463,10 @@ impl Nodes {
             }
             *vote = match answer {
                 Answer::Vote(granted) => {
-                    slow.remove(node);
+                    if slow.contains(node) {
+                        self.slow
+                            .fetch_and(!NodeSet::single(node).0, Ordering::Relaxed);
+                    }
                     if granted {
                         yes += 1;
                         Vote::Yes
@@ -456,7 +492,8 @@ impl Nodes {
                 }
                 Answer::Failed(error) => {
                     if matches!(error, NodeError::Timeout(_)) {
-                        slow.insert(node);
+                        self.slow
+                            .fetch_or(NodeSet::single(node).0, Ordering::Relaxed);
                     }
                     Vote::Failed(error)
                 }
