@@ -6,8 +6,9 @@
 //!   it costs one round trip to the slowest node that is waited for, not one per node.
 //! - Every read shares the round's deadline (`start + node_timeout`). A node that fails, times
 //!   out or answers with an error is a non-vote with a typed cause; it never aborts the round.
-//! - Nodes whose last awaited reply timed out are *slow*: read last, and once the round is
-//!   decided (a quorum said yes, or can no longer) only polled without waiting. Other nodes are
+//! - Replies are read fastest node first (by a moving average of each node's latency). Nodes
+//!   much slower than the quorum, or that timed out, are *slow*: once the round is decided (a
+//!   quorum said yes, or can no longer) they are only polled without waiting. Other nodes are
 //!   read until decided, or all of them with [`Wait::AllHealthy`]. Replies not read are marked
 //!   stale on their connection and skipped before its next use, so a slow minority costs no
 //!   waiting once a quorum has answered, and a late reply never answers a later command.
@@ -43,6 +44,14 @@ const MAX_STALE: u32 = 256;
 /// retried every round.
 pub const CONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// A node is slow when its average latency exceeds `SLOW_FACTOR` times that of the
+/// quorum-th fastest node plus `SLOW_MARGIN_NANOS`.
+const SLOW_FACTOR: u64 = 4;
+const SLOW_MARGIN_NANOS: u64 = 1_000_000;
+
+/// A read that waited this long means the round stalled on that node.
+const STALL: Duration = Duration::from_millis(1);
+
 /// Idle sessions kept for reuse; more concurrent callers than this pay for new connections.
 const MAX_IDLE_SESSIONS: usize = 64;
 
@@ -67,12 +76,6 @@ impl NodeSet {
         if node < 64 {
             self.0 |= 1 << node;
         }
-    }
-
-    fn single(node: usize) -> Self {
-        let mut set = Self::default();
-        set.insert(node);
-        set
     }
 
     pub fn is_empty(self) -> bool {
@@ -177,6 +180,9 @@ pub(crate) enum Vote {
     No,
     /// Did not vote.
     Failed(NodeError),
+    /// Sent, but the round was decided and the reply had not arrived when polled; it will be
+    /// skipped before the connection's next use. Not a failure.
+    NotAwaited,
 }
 
 /// How long a round keeps reading once it is decided.
@@ -257,9 +263,10 @@ pub(crate) struct Nodes {
     node_timeout: Duration,
     quorum: usize,
     idle: Mutex<Vec<Session>>,
-    /// Nodes whose last awaited reply timed out, shared by every session: read last, and
-    /// only polled once a round is decided.
-    slow: AtomicU64,
+    /// Per node, shared by every session: a moving average of the reply latency in
+    /// nanoseconds, raised towards the node timeout by a timeout. Orders reads fastest first
+    /// and says which nodes are slow.
+    latency: Vec<AtomicU64>,
     /// Per node: after a connect that timed out, when to dial again and what to report until
     /// then. Only touched when a connection has to be opened.
     backoff: Mutex<Vec<Option<(Instant, NodeError)>>>,
@@ -310,6 +317,7 @@ impl Nodes {
         node_timeout: Duration,
     ) -> Self {
         let quorum = quorum::quorum(addrs.len());
+        let n = addrs.len();
         Self {
             addrs,
             bounds,
@@ -317,7 +325,7 @@ impl Nodes {
             node_timeout,
             quorum,
             idle: Mutex::new(Vec::new()),
-            slow: AtomicU64::new(0),
+            latency: (0..n).map(|_| AtomicU64::new(0)).collect(),
             backoff: Mutex::new(Vec::new()),
         }
     }
@@ -356,6 +364,47 @@ impl Nodes {
         result
     }
 
+    /// Nodes much slower than the quorum: their average latency is above four times that of
+    /// the quorum-th fastest node plus a millisecond. A node that timed out weighs in with the
+    /// whole node timeout, so it turns slow as long as a quorum answers quickly.
+    fn slow_nodes(&self, latency: &[u64; MAX_NODES]) -> NodeSet {
+        let n = self.addrs.len().min(MAX_NODES);
+        let mut sorted = *latency;
+        let Some(active) = sorted.get_mut(..n) else {
+            return NodeSet::default();
+        };
+        active.sort_unstable();
+        let Some(&reference) = active.get(self.quorum.saturating_sub(1)) else {
+            return NodeSet::default();
+        };
+        let threshold = reference
+            .saturating_mul(SLOW_FACTOR)
+            .saturating_add(SLOW_MARGIN_NANOS);
+        let mut slow = NodeSet::default();
+        for (node, &average) in latency.iter().enumerate().take(n) {
+            if average > threshold {
+                slow.insert(node);
+            }
+        }
+        slow
+    }
+
+    /// Folds one reply latency into the node's moving average (weight 1/8). Concurrent
+    /// updates may lose one another's sample; the average only steers read order.
+    fn record_latency(&self, node: usize, sample: Duration) {
+        let Some(average) = self.latency.get(node) else {
+            return;
+        };
+        let sample = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
+        let old = average.load(Ordering::Relaxed);
+        let new = if sample >= old {
+            old + (sample - old) / 8
+        } else {
+            old - (old - sample) / 8
+        };
+        average.store(new, Ordering::Relaxed);
+    }
+
     /// Takes an idle session, or makes a new one (no connection is opened here).
     pub fn session(&self) -> Borrowed<'_> {
         let reused = lock_ignoring_poison(&self.idle).pop();
@@ -387,8 +436,12 @@ impl Nodes {
             votes,
             order,
         } = session;
-        // A snapshot: other callers may mark nodes slow or healthy meanwhile.
-        let slow = NodeSet(self.slow.load(Ordering::Relaxed));
+        // A snapshot: other callers update the latencies meanwhile.
+        let mut latency = [0u64; MAX_NODES];
+        for (slot, average) in latency.iter_mut().zip(&self.latency) {
+            *slot = average.load(Ordering::Relaxed);
+        }
+        let slow = self.slow_nodes(&latency);
         for (node, (slot, vote)) in conns.iter_mut().zip(votes.iter_mut()).enumerate() {
             *vote = Vote::Untouched;
             if !targets.contains(node) {
@@ -428,23 +481,25 @@ impl Nodes {
             }
         }
 
-        // Nodes that answered on time last round first; slow ones only when still needed.
+        // Fastest first, so a round usually decides without waiting for a slow node at all.
         order.clear();
-        order.extend((0..votes.len()).filter(|&n| sent.contains(n) && !slow.contains(n)));
-        order.extend((0..votes.len()).filter(|&n| sent.contains(n) && slow.contains(n)));
+        order.extend((0..votes.len()).filter(|&n| sent.contains(n)));
+        order.sort_unstable_by_key(|&n| latency.get(n).copied().unwrap_or(u64::MAX));
         let mut yes = 0;
         let mut no = 0;
         let mut awaiting = order.len();
         let mut last_used = None;
+        let mut stalled = false;
         let mut next = 0;
         while let Some(&node) = order.get(next) {
             next += 1;
             let undecided = !quorum::decided(yes, awaiting, self.quorum);
-            let read_until = if undecided || (wait == Wait::AllHealthy && !slow.contains(node)) {
+            let awaited = undecided || (wait == Wait::AllHealthy && !slow.contains(node));
+            let read_until = if awaited {
                 deadline
             } else if slow.contains(node) {
                 // Not needed, but collect a reply that has already arrived: that is how a
-                // slow node is noticed to be healthy again.
+                // slow node is noticed to be fast again.
                 Instant::now()
             } else {
                 continue;
@@ -456,17 +511,26 @@ impl Nodes {
                 continue;
             };
             let reloading = matches!(vote, Vote::Reloading);
+            let read_start = Instant::now();
             let answer = read_answer(conn, command, reloading, read_until);
             awaiting -= 1;
+            let now = Instant::now();
             if undecided {
-                last_used = Some(Instant::now());
+                last_used = Some(now);
             }
+            // A reply found waiting after the round stalled on another node tells nothing
+            // about this node's latency; any other read bounds it from above.
+            let waited = now.saturating_duration_since(read_start);
+            let timed_out = matches!(answer, Answer::Failed(NodeError::Timeout(_)));
+            if timed_out && awaited {
+                self.record_latency(node, self.node_timeout);
+            } else if !timed_out && (!stalled || waited >= STALL) {
+                self.record_latency(node, now.saturating_duration_since(started));
+            }
+            stalled |= waited >= STALL;
             *vote = match answer {
+                Answer::Failed(NodeError::Timeout(_)) if !awaited => Vote::NotAwaited,
                 Answer::Vote(granted) => {
-                    if slow.contains(node) {
-                        self.slow
-                            .fetch_and(!NodeSet::single(node).0, Ordering::Relaxed);
-                    }
                     if granted {
                         yes += 1;
                         Vote::Yes
@@ -490,13 +554,7 @@ impl Nodes {
                         }
                     }
                 }
-                Answer::Failed(error) => {
-                    if matches!(error, NodeError::Timeout(_)) {
-                        self.slow
-                            .fetch_or(NodeSet::single(node).0, Ordering::Relaxed);
-                    }
-                    Vote::Failed(error)
-                }
+                Answer::Failed(error) => Vote::Failed(error),
                 Answer::Broken(error) => {
                     *slot = None;
                     Vote::Failed(error)
