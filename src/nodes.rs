@@ -636,3 +636,71 @@ fn reload(conn: &mut Conn, command: &Command<'_>, deadline: Instant) -> Result<(
     command.queue(conn);
     conn.flush(deadline)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::Limits;
+
+    fn nodes(n: usize) -> Nodes {
+        let addrs = (0..n)
+            .map(|i| NodeAddr::parse(&format!("redis://127.0.0.1:{}", 7000 + i)))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_default();
+        assert_eq!(addrs.len(), n);
+        let timeout = Duration::from_millis(50);
+        Nodes::new(
+            addrs,
+            ReplyBounds::new(Limits::LOCK_CLIENT),
+            timeout,
+            timeout,
+        )
+    }
+
+    fn latencies(values_us: &[u64]) -> [u64; MAX_NODES] {
+        let mut out = [0; MAX_NODES];
+        for (slot, us) in out.iter_mut().zip(values_us) {
+            *slot = us * 1000;
+        }
+        out
+    }
+
+    #[test]
+    fn node_sets_hold_up_to_64_nodes() {
+        let all = NodeSet::all(64);
+        assert!(all.contains(0) && all.contains(63) && !all.contains(64));
+        let five = NodeSet::all(5);
+        assert!(five.contains(4) && !five.contains(5));
+        assert!(NodeSet::all(0).is_empty());
+        let mut set = NodeSet::default();
+        set.insert(70);
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn a_node_is_slow_only_against_the_quorum() {
+        let five = nodes(5);
+        // Quorum of 3: the third fastest is 50 us, so the threshold is 1.2 ms.
+        let slow = five.slow_nodes(&latencies(&[40, 45, 50, 1100, 5000]));
+        assert_eq!(slow, NodeSet(0b10000));
+        // Two slow nodes of five: the quorum is still fast, both are slow.
+        let slow = five.slow_nodes(&latencies(&[40, 6250, 50, 45, 6250]));
+        assert_eq!(slow, NodeSet(0b10010));
+        // Three slow nodes: the quorum itself is slow, so nobody is skipped.
+        let slow = five.slow_nodes(&latencies(&[40, 6250, 6250, 45, 6250]));
+        assert!(slow.is_empty());
+        // One node: never slow against itself.
+        assert!(nodes(1).slow_nodes(&latencies(&[50_000])).is_empty());
+    }
+
+    #[test]
+    fn latency_moves_an_eighth_of_the_way() {
+        let three = nodes(3);
+        three.record_latency(1, Duration::from_nanos(8000));
+        assert_eq!(three.latency[1].load(Ordering::Relaxed), 1000);
+        three.record_latency(1, Duration::ZERO);
+        assert_eq!(three.latency[1].load(Ordering::Relaxed), 875);
+        three.record_latency(9, Duration::from_secs(1));
+        assert_eq!(three.latency.len(), 3);
+    }
+}
