@@ -5,8 +5,9 @@
 //!   [`ProtocolError`]. It never does I/O, never allocates, never panics, never recurses, and
 //!   its memory use does not depend on any declared length or count.
 //! - `Incomplete` is returned only when the input is a strict prefix of a frame that could still
-//!   be valid; an error is returned as soon as no continuation could be. Nothing is consumed on
-//!   `Incomplete`, and bytes after a complete frame are left alone.
+//!   be valid; an error is returned as soon as no continuation could be. (One corner: with a
+//!   `max_line_len` below 2, `:` or `:-` waits for the byte that decides *which* error it is.)
+//!   Nothing is consumed on `Incomplete`, and bytes after a complete frame are left alone.
 //! - Replies borrow from the input; arrays are validated whole, then iterated lazily.
 //! - [`encode_command`] appends a RESP2 array of bulk strings, reserving [`encoded_len`] bytes
 //!   once and formatting lengths without `fmt`.
@@ -166,7 +167,8 @@ pub struct Limits {
     /// Largest accepted `*` element count.
     pub max_array_len: usize,
     /// Deepest accepted array nesting: 0 accepts no arrays, 1 accepts arrays of scalars.
-    /// Values above [`MAX_DEPTH`] act as `MAX_DEPTH`.
+    /// A nil array (`*-1`) holds nothing and is accepted at any depth. Values above
+    /// [`MAX_DEPTH`] act as `MAX_DEPTH`.
     pub max_depth: usize,
     /// Longest accepted line, in bytes after the type byte and before CRLF. Applies to `+`, `-`
     /// and `:` lines and to `$`/`*` headers, and is enforced before the CRLF arrives.
