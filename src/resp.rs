@@ -132,8 +132,18 @@ impl<'a> Iterator for ArrayIter<'a> {
             return None;
         }
         // The body was validated with limits at least as strict as these, so this always
-        // decodes; stop rather than panic if that invariant were ever broken.
-        match decode(self.rest, &self.limits) {
+        // decodes; stop rather than panic if that invariant were ever broken. Scalars and nil
+        // arrays come out of one header; only a non-empty nested array needs a full decode.
+        let decoded = match item(self.rest, 0, &self.limits, true) {
+            Ok(Status::Complete((Item::Scalar(reply), used))) => {
+                Ok(Status::Complete((reply, used)))
+            }
+            Ok(Status::Complete((Item::NilArray, used))) => {
+                Ok(Status::Complete((Reply::Array(None), used)))
+            }
+            _ => decode(self.rest, &self.limits),
+        };
+        match decoded {
             Ok(Status::Complete((reply, used))) => {
                 self.rest = self.rest.get(used..).unwrap_or_default();
                 self.remaining -= 1;
