@@ -176,22 +176,43 @@ impl Conn {
     /// Writes the whole write buffer. On error the connection must be dropped: part of a
     /// command may have been sent.
     pub fn flush(&mut self, deadline: Instant) -> Result<(), NodeError> {
-        let mut written = 0;
-        while let Some(rest) = self.write_buf.get(written..).filter(|r| !r.is_empty()) {
-            let budget = time_left(deadline, Phase::Write)?;
-            set_timeout(&mut self.write_timeout, budget, |t| {
-                self.stream.set_write_timeout(t)
-            })
-            .map_err(|e| NodeError::io(Phase::Write, &e))?;
-            match self.stream.write(rest) {
-                Ok(0) => return Err(NodeError::Closed),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => time_left(deadline, Phase::Write).map(drop)?,
-                Err(e) => return Err(NodeError::io(Phase::Write, &e)),
+        write_fully(
+            &mut self.stream,
+            &mut self.write_timeout,
+            &self.write_buf,
+            deadline,
+        )?;
+        self.write_buf.clear();
+        Ok(())
+    }
+
+    /// Sends already-encoded commands, after anything queued. Encoded once, the same bytes can
+    /// go to every node of a round without copying. On error the connection must be dropped.
+    pub fn send(&mut self, encoded: &[u8], deadline: Instant) -> Result<(), NodeError> {
+        if self.write_buf.is_empty() {
+            write_fully(&mut self.stream, &mut self.write_timeout, encoded, deadline)
+        } else {
+            self.write_buf.extend_from_slice(encoded);
+            self.flush(deadline)
+        }
+    }
+
+    /// Skips, without waiting, the stale replies that have already arrived.
+    pub fn drain(&mut self) -> Result<(), NodeError> {
+        while self.stale > 0 {
+            let buffered = self.read_buf.get(self.start..self.end).unwrap_or_default();
+            match resp::decode(buffered, &self.bounds.limits).map_err(NodeError::Protocol)? {
+                Status::Complete((_, used)) => {
+                    self.stale -= 1;
+                    self.consume(used);
+                }
+                Status::Incomplete => match self.fill(Instant::now()) {
+                    Ok(()) => {}
+                    Err(NodeError::Timeout(_)) => return Ok(()),
+                    Err(error) => return Err(error),
+                },
             }
         }
-        self.write_buf.clear();
         Ok(())
     }
 
@@ -289,6 +310,29 @@ impl Conn {
             Err(e) => Err(NodeError::io(Phase::Read, &e)),
         }
     }
+}
+
+/// Writes all of `bytes` before `deadline`.
+fn write_fully(
+    stream: &mut TcpStream,
+    timeout: &mut Option<Duration>,
+    bytes: &[u8],
+    deadline: Instant,
+) -> Result<(), NodeError> {
+    let mut written = 0;
+    while let Some(rest) = bytes.get(written..).filter(|r| !r.is_empty()) {
+        let budget = time_left(deadline, Phase::Write)?;
+        set_timeout(timeout, budget, |t| stream.set_write_timeout(t))
+            .map_err(|e| NodeError::io(Phase::Write, &e))?;
+        match stream.write(rest) {
+            Ok(0) => return Err(NodeError::Closed),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => time_left(deadline, Phase::Write).map(drop)?,
+            Err(e) => return Err(NodeError::io(Phase::Write, &e)),
+        }
+    }
+    Ok(())
 }
 
 fn is_timeout(e: &io::Error) -> bool {

@@ -25,18 +25,19 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, ReplyBounds};
-use crate::error::{NodeError, NodeFailure, ServerError, ServerErrorKind};
+use crate::error::{NodeError, NodeFailure, Phase, ServerError, ServerErrorKind};
 use crate::quorum;
-use crate::resp::{DecimalBuf, Reply};
+use crate::resp::{encode_command, DecimalBuf, Reply};
 use crate::script::{self, Script};
 use crate::url::NodeAddr;
 
 /// Most nodes a lock manager may have: rounds track node sets in one `u64`.
 pub const MAX_NODES: usize = 64;
 
-/// A connection with more unread replies than this is closed rather than drained. A paused
-/// node gathers two per lock and release; the queued commands are small, and closing less
-/// often spares a stopped server's accept backlog.
+/// A node whose connection owes this many unread replies gets no new commands until it has
+/// answered them (a paused node gathers two per lock and release). It is neither closed nor
+/// redialled meanwhile: connecting to a stopped server still succeeds, and every such
+/// connection would sit in its accept backlog until that fills and connects start to hang.
 const MAX_STALE: u32 = 256;
 
 /// After a connect or handshake times out, the node is not dialled again for this long; rounds
@@ -111,24 +112,22 @@ impl Command<'_> {
         }
     }
 
-    fn queue(&self, conn: &mut Conn) {
+    /// Appends the command's RESP encoding to `out`.
+    fn encode(&self, out: &mut Vec<u8>) {
         let mut digits = DecimalBuf::new();
         match *self {
             Self::Acquire { key, value, ttl_ms } => {
-                conn.queue(&[b"SET", key, value, b"NX", b"PX", digits.format(ttl_ms)]);
+                let ttl = digits.format(ttl_ms);
+                encode_command(out, &[b"SET", key, value, b"NX", b"PX", ttl]);
             }
             Self::Release { key, value } => {
-                conn.queue(&[
-                    b"EVALSHA",
-                    script::RELEASE.sha1.as_bytes(),
-                    b"1",
-                    key,
-                    value,
-                ]);
+                let sha1 = script::RELEASE.sha1.as_bytes();
+                encode_command(out, &[b"EVALSHA", sha1, b"1", key, value]);
             }
             Self::Extend { key, value, ttl_ms } => {
                 let sha1 = script::EXTEND.sha1.as_bytes();
-                conn.queue(&[b"EVALSHA", sha1, b"1", key, value, digits.format(ttl_ms)]);
+                let ttl = digits.format(ttl_ms);
+                encode_command(out, &[b"EVALSHA", sha1, b"1", key, value, ttl]);
             }
         }
     }
@@ -214,6 +213,8 @@ pub(crate) struct Session {
     votes: Vec<Vote>,
     /// Read order of the current round; a reloading node is appended a second time.
     order: Vec<usize>,
+    /// The current round's command, encoded once for every node.
+    encoded: Vec<u8>,
 }
 
 impl Session {
@@ -223,6 +224,7 @@ impl Session {
             conns: Vec::new(),
             votes: Vec::new(),
             order: Vec::new(),
+            encoded: Vec::new(),
         }
     }
 
@@ -414,6 +416,7 @@ impl Nodes {
                 conns: (0..n).map(|_| None).collect(),
                 votes: (0..n).map(|_| Vote::Untouched).collect(),
                 order: Vec::with_capacity(2 * n),
+                encoded: Vec::new(),
             }
         });
         Borrowed {
@@ -435,7 +438,10 @@ impl Nodes {
             conns,
             votes,
             order,
+            encoded,
         } = session;
+        encoded.clear();
+        command.encode(encoded);
         // A snapshot: other callers update the latencies meanwhile.
         let mut latency = [0u64; MAX_NODES];
         for (slot, average) in latency.iter_mut().zip(&self.latency) {
@@ -447,8 +453,21 @@ impl Nodes {
             if !targets.contains(node) {
                 continue;
             }
-            if slot.as_ref().is_some_and(|conn| conn.stale() > MAX_STALE) {
-                *slot = None;
+            if let Some(conn) = slot.as_mut().filter(|conn| conn.stale() >= MAX_STALE) {
+                // A node this far behind gets nothing new until it has answered what it owes:
+                // redialling a stopped server would only fill its accept backlog.
+                match conn.drain() {
+                    Ok(()) if conn.stale() >= MAX_STALE => {
+                        *vote = Vote::Failed(NodeError::Timeout(Phase::Read));
+                        continue;
+                    }
+                    Ok(()) => {}
+                    Err(error) => {
+                        *slot = None;
+                        *vote = Vote::Failed(error);
+                        continue;
+                    }
+                }
             }
             if slot.is_none() {
                 let Some(addr) = self.addrs.get(node) else {
@@ -465,11 +484,13 @@ impl Nodes {
         let deadline = started + self.node_timeout;
         let mut sent = NodeSet::default();
         for (node, (slot, vote)) in conns.iter_mut().zip(votes.iter_mut()).enumerate() {
-            let Some(conn) = slot.as_mut().filter(|_| targets.contains(node)) else {
+            if !targets.contains(node) || matches!(vote, Vote::Failed(_)) {
+                continue;
+            }
+            let Some(conn) = slot.as_mut() else {
                 continue;
             };
-            command.queue(conn);
-            match conn.flush(deadline) {
+            match conn.send(encoded, deadline) {
                 Ok(()) => {
                     sent.insert(node);
                     *vote = Vote::Pending;
@@ -542,7 +563,7 @@ impl Nodes {
                 Answer::Failed(NodeError::Server(error))
                     if error.kind == ServerErrorKind::NoScript && !reloading =>
                 {
-                    match reload(conn, command, deadline) {
+                    match reload(conn, command, encoded, deadline) {
                         Ok(()) => {
                             awaiting += 1;
                             order.push(node);
@@ -627,14 +648,18 @@ fn io_failure(conn: &mut Conn, error: NodeError, unread: u32) -> Answer {
     }
 }
 
-/// Pipelines `SCRIPT LOAD` and the command again after a `NOSCRIPT`.
-fn reload(conn: &mut Conn, command: &Command<'_>, deadline: Instant) -> Result<(), NodeError> {
+/// Pipelines `SCRIPT LOAD` and the (already encoded) command again after a `NOSCRIPT`.
+fn reload(
+    conn: &mut Conn,
+    command: &Command<'_>,
+    encoded: &[u8],
+    deadline: Instant,
+) -> Result<(), NodeError> {
     let Some(script) = command.script() else {
         return Err(NodeError::UnexpectedReply);
     };
     conn.queue(&[b"SCRIPT", b"LOAD", script.source.as_bytes()]);
-    command.queue(conn);
-    conn.flush(deadline)
+    conn.send(encoded, deadline)
 }
 
 #[cfg(test)]
