@@ -28,6 +28,11 @@ use crate::url::NodeAddr;
 /// Initial size of the read and write buffers: every reply a lock sees fits.
 const INITIAL_BUFFER: usize = 512;
 
+/// A connection idle this long is checked for a close before it is reused. Below it, a
+/// server restart cannot have happened in between; above it, the check costs three system
+/// calls, negligible next to the idle time.
+const IDLE_CHECK: Duration = Duration::from_millis(10);
+
 /// Idle time before TCP keepalive probes start, so a dead peer is noticed on idle connections.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
@@ -64,6 +69,9 @@ pub(crate) struct Conn {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     bounds: ReplyBounds,
+    /// When a command was last sent: a connection idle longer than [`IDLE_CHECK`] is
+    /// revalidated before reuse.
+    last_active: Instant,
 }
 
 impl Conn {
@@ -112,6 +120,7 @@ impl Conn {
             read_timeout: None,
             write_timeout: None,
             bounds,
+            last_active: Instant::now(),
         };
         let mut expected = 0;
         if let Some(password) = addr.password() {
@@ -189,11 +198,30 @@ impl Conn {
     /// Sends already-encoded commands, after anything queued. Encoded once, the same bytes can
     /// go to every node of a round without copying. On error the connection must be dropped.
     pub fn send(&mut self, encoded: &[u8], deadline: Instant) -> Result<(), NodeError> {
+        self.last_active = Instant::now();
         if self.write_buf.is_empty() {
             write_fully(&mut self.stream, &mut self.write_timeout, encoded, deadline)
         } else {
             self.write_buf.extend_from_slice(encoded);
             self.flush(deadline)
+        }
+    }
+
+    /// Checks, without waiting, that a connection idle for a while is still usable: a server
+    /// that restarted or dropped it while idle has closed it, and the next round would
+    /// otherwise spend its only chance on a dead socket. Busy connections are not checked.
+    pub fn revalidate(&mut self) -> Result<(), NodeError> {
+        let now = Instant::now();
+        if now.saturating_duration_since(self.last_active) < IDLE_CHECK {
+            return Ok(());
+        }
+        self.last_active = now;
+        match self.fill(now) {
+            Err(NodeError::Timeout(_)) => Ok(()),
+            // Late replies arrived meanwhile; they will be skipped in order.
+            Ok(()) if self.stale > 0 => Ok(()),
+            Ok(()) => Err(NodeError::UnexpectedReply),
+            Err(error) => Err(error),
         }
     }
 

@@ -235,6 +235,9 @@ pub enum NodeError {
     /// `SCRIPT LOAD` returned a digest other than the script's SHA1; the node is not running
     /// our script.
     ScriptDigestMismatch,
+    /// A node known to be slow had not answered when the round was decided, so it was not
+    /// waited for; the command was sent and its outcome is unknown.
+    NotAwaited,
 }
 
 impl NodeError {
@@ -258,6 +261,7 @@ impl fmt::Display for NodeError {
             Self::Server(e) => e.fmt(f),
             Self::UnexpectedReply => f.write_str("unexpected reply type for the command"),
             Self::ScriptDigestMismatch => f.write_str("script load returned another digest"),
+            Self::NotAwaited => f.write_str("slow node not awaited once the round was decided"),
         }
     }
 }

@@ -228,23 +228,30 @@ impl Session {
         }
     }
 
-    /// Number of nodes whose vote in the last round was a failure.
-    pub fn failed(&self) -> usize {
+    /// Number of nodes sent to in the last round whose answer is unknown: failed, not
+    /// awaited, or still owing a reply.
+    pub fn unheard(&self) -> usize {
         self.votes
             .iter()
-            .filter(|vote| matches!(vote, Vote::Failed(_)))
+            .filter(|vote| {
+                matches!(
+                    vote,
+                    Vote::Failed(_) | Vote::NotAwaited | Vote::Pending | Vote::Reloading
+                )
+            })
             .count()
     }
 
-    /// The failures of the last round, with node addresses.
+    /// The failures of the last round, with node addresses. Fast nodes left unread once the
+    /// round was decided are not failures; slow nodes that were only polled are.
     pub fn failures(&self, nodes: &Nodes) -> Vec<NodeFailure> {
         let mut out = Vec::new();
         for (node, vote) in self.votes.iter().enumerate() {
-            // Pending nodes were not needed for the decision; they are not failures.
-            let Vote::Failed(error) = vote else {
-                continue;
+            let error = match vote {
+                Vote::Failed(error) => error.clone(),
+                Vote::NotAwaited => NodeError::NotAwaited,
+                _ => continue,
             };
-            let error = error.clone();
             if let Some(addr) = nodes.addrs.get(node) {
                 out.push(NodeFailure {
                     node,
@@ -353,7 +360,15 @@ impl Nodes {
                 return Err(error.clone());
             }
         }
-        let result = Conn::connect(addr, now + self.connect_timeout, self.bounds);
+        let mut result = Conn::connect(addr, now + self.connect_timeout, self.bounds);
+        if let Ok(conn) = &mut result {
+            // Load both scripts ahead of the first EVALSHA on this connection, unanswered: a
+            // release queued behind a SET on a node that is paused, or has never seen the
+            // script, then still finds it. A failed load shows up as NOSCRIPT later.
+            conn.queue(&[b"SCRIPT", b"LOAD", script::RELEASE.source.as_bytes()]);
+            conn.queue(&[b"SCRIPT", b"LOAD", script::EXTEND.source.as_bytes()]);
+            conn.abandon(2);
+        }
         if let Err(error @ NodeError::Timeout(_)) = &result {
             let mut backoff = lock_ignoring_poison(&self.backoff);
             if backoff.len() < self.addrs.len() {
@@ -427,12 +442,16 @@ impl Nodes {
 
     /// Runs one round of `command` on the `targets` and leaves each node's vote in the
     /// session.
+    ///
+    /// `reloaded` holds the nodes that already had their one `SCRIPT LOAD` during the caller's
+    /// public call; a node in it that answers `NOSCRIPT` again is a failure.
     pub fn round(
         &self,
         session: &mut Session,
         command: &Command<'_>,
         targets: NodeSet,
         wait: Wait,
+        reloaded: &mut NodeSet,
     ) -> Round {
         let Session {
             conns,
@@ -468,6 +487,9 @@ impl Nodes {
                         continue;
                     }
                 }
+            }
+            if slot.as_mut().is_some_and(|conn| conn.revalidate().is_err()) {
+                *slot = None;
             }
             if slot.is_none() {
                 let Some(addr) = self.addrs.get(node) else {
@@ -561,8 +583,9 @@ impl Nodes {
                     }
                 }
                 Answer::Failed(NodeError::Server(error))
-                    if error.kind == ServerErrorKind::NoScript && !reloading =>
+                    if error.kind == ServerErrorKind::NoScript && !reloaded.contains(node) =>
                 {
+                    reloaded.insert(node);
                     match reload(conn, command, encoded, deadline) {
                         Ok(()) => {
                             awaiting += 1;

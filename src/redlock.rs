@@ -304,6 +304,7 @@ impl Redlock {
             ttl_ms,
         };
         let release = Command::Release { key, value: &value };
+        let mut reloaded = NodeSet::default();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -313,6 +314,7 @@ impl Redlock {
                 &acquire,
                 NodeSet::all(nodes.len()),
                 Wait::UntilDecided,
+                &mut reloaded,
             );
             let validity = quorum::validity(ttl, round.finished - round.started, drift);
             if round.yes >= nodes.quorum() && validity.is_some() {
@@ -333,7 +335,8 @@ impl Redlock {
                 Vec::new()
             };
             if !round.sent.is_empty() {
-                nodes.round(&mut session, &release, round.sent, Wait::AllHealthy);
+                let cleanup = Wait::AllHealthy;
+                nodes.round(&mut session, &release, round.sent, cleanup, &mut reloaded);
             }
             drop(session);
             if last {
@@ -382,11 +385,12 @@ impl Inner {
             &command,
             NodeSet::all(nodes.len()),
             Wait::AllHealthy,
+            &mut NodeSet::default(),
         );
         if round.yes >= nodes.quorum() {
             return Ok(true);
         }
-        if round.yes + session.failed() < nodes.quorum() {
+        if round.yes + session.unheard() < nodes.quorum() {
             return Ok(false);
         }
         Err(Error::ReleaseUncertain {
@@ -412,6 +416,7 @@ impl Inner {
             &command,
             NodeSet::all(nodes.len()),
             Wait::UntilDecided,
+            &mut NodeSet::default(),
         );
         let validity = quorum::validity(ttl, round.finished - round.started, drift);
         match validity {

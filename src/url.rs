@@ -217,20 +217,16 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
-/// The URL with everything between `://` and the last `@` of the authority replaced, so
-/// errors can quote it without leaking a password.
+/// The URL with everything before the last `@` (after the scheme, when there is one)
+/// replaced, so errors can quote it without leaking a password. The path can only be a
+/// database number, so any `@` belongs to the credentials, even in a garbled URL.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((credentials, host)) = url.rsplit_once('@') else {
         return url.to_owned();
     };
-    let (authority, path) = match rest.split_once('/') {
-        Some((authority, path)) => (authority, Some(path)),
-        None => (rest, None),
-    };
-    match (authority.rsplit_once('@'), path) {
-        (Some((_, host)), Some(path)) => format!("{scheme}://***@{host}/{path}"),
-        (Some((_, host)), None) => format!("{scheme}://***@{host}"),
-        (None, _) => url.to_owned(),
+    match credentials.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://***@{host}"),
+        None => format!("***@{host}"),
     }
 }
 
@@ -316,6 +312,9 @@ mod tests {
         assert_eq!(reason("redis://u:secret%zz@h"), "bad percent-encoding");
         assert_eq!(reason("redis://u:@h"), "empty password");
         assert_eq!(reason("redis://h :1"), "whitespace or control character");
+        assert_eq!(reason("redis:/:secret@h"), "missing redis:// scheme");
+        assert_eq!(reason(":secret@h"), "missing redis:// scheme");
+        assert_eq!(reason("redis://:se/cret@h"), "missing host");
     }
 
     #[test]

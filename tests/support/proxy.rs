@@ -303,6 +303,9 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     /// Closes the listener, resets every connection and joins every thread.
     fn drop(&mut self) {
+        // Reset before raising the flag: a writer that sees the flag first unregisters its
+        // connection, and reset_all would then never wake the reader blocked on it.
+        self.shared.reset_all();
         self.shared.shutdown.store(true, Ordering::SeqCst);
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
