@@ -360,15 +360,7 @@ impl Nodes {
                 return Err(error.clone());
             }
         }
-        let mut result = Conn::connect(addr, now + self.connect_timeout, self.bounds);
-        if let Ok(conn) = &mut result {
-            // Load both scripts ahead of the first EVALSHA on this connection, unanswered: a
-            // release queued behind a SET on a node that is paused, or has never seen the
-            // script, then still finds it. A failed load shows up as NOSCRIPT later.
-            conn.queue(&[b"SCRIPT", b"LOAD", script::RELEASE.source.as_bytes()]);
-            conn.queue(&[b"SCRIPT", b"LOAD", script::EXTEND.source.as_bytes()]);
-            conn.abandon(2);
-        }
+        let result = Conn::connect(addr, now + self.connect_timeout, self.bounds);
         if let Err(error @ NodeError::Timeout(_)) = &result {
             let mut backoff = lock_ignoring_poison(&self.backoff);
             if backoff.len() < self.addrs.len() {
@@ -512,10 +504,22 @@ impl Nodes {
             let Some(conn) = slot.as_mut() else {
                 continue;
             };
+            // A slow node will not be waited for, so its NOSCRIPT would go unseen (a release
+            // queued behind a SET on a paused node that never had the script): load the
+            // script in the same pipeline, as its one reload.
+            let preload = command.script().filter(|_| slow.contains(node));
+            if let Some(script) = preload {
+                conn.queue(&[b"SCRIPT", b"LOAD", script.source.as_bytes()]);
+                reloaded.insert(node);
+            }
             match conn.send(encoded, deadline) {
                 Ok(()) => {
                     sent.insert(node);
-                    *vote = Vote::Pending;
+                    *vote = if preload.is_some() {
+                        Vote::Reloading
+                    } else {
+                        Vote::Pending
+                    };
                 }
                 Err(error) => {
                     *slot = None;
