@@ -72,6 +72,8 @@ pub(crate) struct Conn {
     /// When a command was last sent: a connection idle longer than [`IDLE_CHECK`] is
     /// revalidated before reuse.
     last_active: Instant,
+    /// The last reply awaited on this connection timed out, and none has been read since.
+    lagging: bool,
 }
 
 impl Conn {
@@ -121,6 +123,7 @@ impl Conn {
             write_timeout: None,
             bounds,
             last_active: Instant::now(),
+            lagging: false,
         };
         let mut expected = 0;
         if let Some(password) = addr.password() {
@@ -175,6 +178,11 @@ impl Conn {
     /// Records that the replies to `count` commands already sent will not be read.
     pub fn abandon(&mut self, count: u32) {
         self.stale = self.stale.saturating_add(count);
+    }
+
+    /// True when the last reply awaited here timed out and nothing was read since.
+    pub fn lagging(&self) -> bool {
+        self.lagging
     }
 
     /// Appends a command to the write buffer without sending it.
@@ -266,9 +274,15 @@ impl Conn {
                     }
                     let outcome = interpret(reply);
                     self.consume(used);
+                    self.lagging = false;
                     return Ok(outcome);
                 }
-                Status::Incomplete => self.fill(deadline)?,
+                Status::Incomplete => {
+                    if let Err(error) = self.fill(deadline) {
+                        self.lagging |= matches!(error, NodeError::Timeout(_));
+                        return Err(error);
+                    }
+                }
             }
         }
     }

@@ -218,14 +218,17 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A placeholder that owns nothing (allocates nothing).
-    fn empty() -> Self {
-        Self {
-            conns: Vec::new(),
-            votes: Vec::new(),
-            order: Vec::new(),
-            encoded: Vec::new(),
-        }
+    /// Moves the session out, leaving a placeholder that owns (and allocates) nothing.
+    pub fn take(&mut self) -> Self {
+        std::mem::replace(
+            self,
+            Self {
+                conns: Vec::new(),
+                votes: Vec::new(),
+                order: Vec::new(),
+                encoded: Vec::new(),
+            },
+        )
     }
 
     /// Number of nodes sent to in the last round whose answer is unknown: failed, not
@@ -302,11 +305,7 @@ impl std::ops::DerefMut for Borrowed<'_> {
 
 impl Drop for Borrowed<'_> {
     fn drop(&mut self) {
-        let session = std::mem::replace(&mut self.session, Session::empty());
-        let mut idle = lock_ignoring_poison(&self.nodes.idle);
-        if idle.len() < MAX_IDLE_SESSIONS {
-            idle.push(session);
-        }
+        self.nodes.give_back(self.session.take());
     }
 }
 
@@ -360,7 +359,15 @@ impl Nodes {
                 return Err(error.clone());
             }
         }
-        let result = Conn::connect(addr, now + self.connect_timeout, self.bounds);
+        let mut result = Conn::connect(addr, now + self.connect_timeout, self.bounds);
+        if let Ok(conn) = &mut result {
+            // Both scripts go ahead of the first command, unanswered (their replies are
+            // skipped): an EVALSHA on this connection then finds its script even when nobody
+            // waits to see a NOSCRIPT, as for a release queued behind a SET on a paused node.
+            conn.queue(&[b"SCRIPT", b"LOAD", script::RELEASE.source.as_bytes()]);
+            conn.queue(&[b"SCRIPT", b"LOAD", script::EXTEND.source.as_bytes()]);
+            conn.abandon(2);
+        }
         if let Err(error @ NodeError::Timeout(_)) = &result {
             let mut backoff = lock_ignoring_poison(&self.backoff);
             if backoff.len() < self.addrs.len() {
@@ -414,10 +421,19 @@ impl Nodes {
         average.store(new, Ordering::Relaxed);
     }
 
-    /// Takes an idle session, or makes a new one (no connection is opened here).
+    /// Borrows a session for the current scope.
     pub fn session(&self) -> Borrowed<'_> {
+        Borrowed {
+            nodes: self,
+            session: self.take_session(),
+        }
+    }
+
+    /// Takes an idle session, or makes a new one (no connection is opened here). Give it
+    /// back with [`Nodes::give_back`].
+    pub fn take_session(&self) -> Session {
         let reused = lock_ignoring_poison(&self.idle).pop();
-        let session = reused.unwrap_or_else(|| {
+        reused.unwrap_or_else(|| {
             let n = self.addrs.len();
             Session {
                 conns: (0..n).map(|_| None).collect(),
@@ -425,10 +441,17 @@ impl Nodes {
                 order: Vec::with_capacity(2 * n),
                 encoded: Vec::new(),
             }
-        });
-        Borrowed {
-            nodes: self,
-            session,
+        })
+    }
+
+    /// Returns a session to the pool (an empty placeholder is dropped instead).
+    pub fn give_back(&self, session: Session) {
+        if session.conns.is_empty() {
+            return;
+        }
+        let mut idle = lock_ignoring_poison(&self.idle);
+        if idle.len() < MAX_IDLE_SESSIONS {
+            idle.push(session);
         }
     }
 
@@ -504,10 +527,12 @@ impl Nodes {
             let Some(conn) = slot.as_mut() else {
                 continue;
             };
-            // A slow node will not be waited for, so its NOSCRIPT would go unseen (a release
-            // queued behind a SET on a paused node that never had the script): load the
-            // script in the same pipeline, as its one reload.
-            let preload = command.script().filter(|_| slow.contains(node));
+            // A node that is slow, or whose last reply timed out, may well not be heard from
+            // in this round, so a NOSCRIPT would go unseen (say the node restarted while
+            // paused): load the script in the same pipeline, as its one reload.
+            let preload = command
+                .script()
+                .filter(|_| slow.contains(node) || conn.lagging());
             if let Some(script) = preload {
                 conn.queue(&[b"SCRIPT", b"LOAD", script.source.as_bytes()]);
                 reloaded.insert(node);
@@ -528,10 +553,19 @@ impl Nodes {
             }
         }
 
-        // Fastest first, so a round usually decides without waiting for a slow node at all.
+        // Fastest first, so a round usually decides without waiting for a slow node at all;
+        // a node that still owes earlier replies cannot answer this one before them.
         order.clear();
         order.extend((0..votes.len()).filter(|&n| sent.contains(n)));
-        order.sort_unstable_by_key(|&n| latency.get(n).copied().unwrap_or(u64::MAX));
+        order.sort_unstable_by_key(|&n| {
+            let owes = conns
+                .get(n)
+                .and_then(Option::as_ref)
+                .is_some_and(|conn| conn.stale() > 0);
+            (owes, latency.get(n).copied().unwrap_or(u64::MAX))
+        });
+        // A reload sent late in the round gets a node timeout of its own, once.
+        let mut reload_deadline = deadline;
         let mut yes = 0;
         let mut no = 0;
         let mut awaiting = order.len();
@@ -542,8 +576,13 @@ impl Nodes {
             next += 1;
             let undecided = !quorum::decided(yes, awaiting, self.quorum);
             let awaited = undecided || (wait == Wait::AllHealthy && !slow.contains(node));
+            let reloading = matches!(votes.get(node), Some(Vote::Reloading));
             let read_until = if awaited {
-                deadline
+                if reloading {
+                    reload_deadline
+                } else {
+                    deadline
+                }
             } else if slow.contains(node) {
                 // Not needed, but collect a reply that has already arrived: that is how a
                 // slow node is noticed to be fast again.
@@ -557,7 +596,6 @@ impl Nodes {
             let Some(conn) = slot.as_mut() else {
                 continue;
             };
-            let reloading = matches!(vote, Vote::Reloading);
             let read_start = Instant::now();
             let answer = read_answer(conn, command, reloading, read_until);
             awaiting -= 1;
@@ -590,7 +628,8 @@ impl Nodes {
                     if error.kind == ServerErrorKind::NoScript && !reloaded.contains(node) =>
                 {
                     reloaded.insert(node);
-                    match reload(conn, command, encoded, deadline) {
+                    reload_deadline = reload_deadline.max(Instant::now() + self.node_timeout);
+                    match reload(conn, command, encoded, reload_deadline) {
                         Ok(()) => {
                             awaiting += 1;
                             order.push(node);

@@ -24,7 +24,7 @@ use rand::TryRng;
 
 use crate::conn::ReplyBounds;
 use crate::error::Error;
-use crate::nodes::{Command, NodeSet, Nodes, Round, Wait, MAX_NODES};
+use crate::nodes::{Command, NodeSet, Nodes, Round, Session, Wait, MAX_NODES};
 use crate::quorum;
 use crate::resp::Limits;
 use crate::url::NodeAddr;
@@ -270,7 +270,12 @@ impl Redlock {
         resource: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
-        self.inner.release(resource.as_ref(), value.as_ref())
+        let inner = &self.inner;
+        inner.release(
+            &mut inner.nodes.session(),
+            resource.as_ref(),
+            value.as_ref(),
+        )
     }
 
     /// Resets the ttl of a lock known by its resource and value, on the nodes where that value
@@ -282,8 +287,10 @@ impl Redlock {
         value: impl AsRef<[u8]>,
         ttl: Duration,
     ) -> Result<Duration, Error> {
-        self.inner
-            .extend(resource.as_ref(), value.as_ref(), ttl)
+        let inner = &self.inner;
+        let mut session = inner.nodes.session();
+        inner
+            .extend(&mut session, resource.as_ref(), value.as_ref(), ttl)
             .map(|(validity, _)| validity)
     }
 
@@ -305,10 +312,12 @@ impl Redlock {
         };
         let release = Command::Release { key, value: &value };
         let mut reloaded = NodeSet::default();
+        // The guard keeps these connections: its release and extend then go out behind the
+        // SETs on each node, never ahead of a SET still in flight on another connection.
+        let mut session = nodes.session();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut session = nodes.session();
             let round = nodes.round(
                 &mut session,
                 &acquire,
@@ -318,13 +327,12 @@ impl Redlock {
             );
             let validity = quorum::validity(ttl, round.finished - round.started, drift);
             if round.yes >= nodes.quorum() && validity.is_some() {
-                let valid_until = valid_until(&round, ttl, drift);
-                drop(session);
                 return Ok(LockGuard {
                     inner: Arc::clone(inner),
+                    session: session.take(),
                     resource,
                     value,
-                    valid_until,
+                    valid_until: valid_until(&round, ttl, drift),
                     armed: true,
                 });
             }
@@ -338,7 +346,6 @@ impl Redlock {
                 let cleanup = Wait::AllHealthy;
                 nodes.round(&mut session, &release, round.sent, cleanup, &mut reloaded);
             }
-            drop(session);
             if last {
                 return Err(Error::NotAcquired {
                     attempts: attempt,
@@ -376,12 +383,11 @@ impl Inner {
         Ok((millis, drift))
     }
 
-    fn release(&self, key: &[u8], value: &[u8]) -> Result<bool, Error> {
+    fn release(&self, session: &mut Session, key: &[u8], value: &[u8]) -> Result<bool, Error> {
         let nodes = &self.nodes;
-        let mut session = nodes.session();
         let command = Command::Release { key, value };
         let round = nodes.round(
-            &mut session,
+            session,
             &command,
             NodeSet::all(nodes.len()),
             Wait::AllHealthy,
@@ -403,16 +409,16 @@ impl Inner {
     /// Returns the new validity and the instant it ends.
     fn extend(
         &self,
+        session: &mut Session,
         key: &[u8],
         value: &[u8],
         ttl: Duration,
     ) -> Result<(Duration, Instant), Error> {
         let (ttl_ms, drift) = self.check_ttl(ttl)?;
         let nodes = &self.nodes;
-        let mut session = nodes.session();
         let command = Command::Extend { key, value, ttl_ms };
         let round = nodes.round(
-            &mut session,
+            session,
             &command,
             NodeSet::all(nodes.len()),
             Wait::UntilDecided,
@@ -470,6 +476,8 @@ fn new_value() -> Result<Value, Error> {
 /// resources that can reject stale writers.
 pub struct LockGuard<R: AsRef<[u8]>> {
     inner: Arc<Inner>,
+    /// The connections the SETs went out on; back to the pool on drop.
+    session: Session,
     resource: R,
     value: Value,
     valid_until: Instant,
@@ -508,9 +516,9 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
         if Instant::now() >= self.valid_until {
             return Err(Error::Expired);
         }
-        let (validity, until) = self
-            .inner
-            .extend(self.resource.as_ref(), &self.value, ttl)?;
+        let (validity, until) =
+            self.inner
+                .extend(&mut self.session, self.resource.as_ref(), &self.value, ttl)?;
         self.valid_until = until;
         Ok(validity)
     }
@@ -521,7 +529,8 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
     /// [`Error::ReleaseUncertain`] when too many nodes failed to tell.
     pub fn release(mut self) -> Result<bool, Error> {
         self.armed = false;
-        self.inner.release(self.resource.as_ref(), &self.value)
+        self.inner
+            .release(&mut self.session, self.resource.as_ref(), &self.value)
     }
 
     /// Keeps the lock when the guard is dropped: it then stays until its ttl runs out or
@@ -536,8 +545,11 @@ impl<R: AsRef<[u8]>> Drop for LockGuard<R> {
     fn drop(&mut self) {
         if self.armed {
             // Best effort: errors cannot be reported from drop, and keys expire on their own.
-            let _ = self.inner.release(self.resource.as_ref(), &self.value);
+            let _ = self
+                .inner
+                .release(&mut self.session, self.resource.as_ref(), &self.value);
         }
+        self.inner.nodes.give_back(self.session.take());
     }
 }
 

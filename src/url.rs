@@ -80,7 +80,7 @@ impl NodeAddr {
             _ => return Err(fail("path must be a database number")),
         };
         Ok(Self {
-            host: host.to_ascii_lowercase(),
+            host: canonical_host(host),
             port,
             user,
             password,
@@ -154,6 +154,15 @@ impl fmt::Debug for NodeAddr {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("db", &self.db)
             .finish()
+    }
+}
+
+/// Lowercase for names; the one canonical spelling for IP literals (`[0::1]` is `::1`, and an
+/// IPv4-mapped `::ffff:127.0.0.1` is `127.0.0.1`), so one server is never counted twice.
+fn canonical_host(host: &str) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.to_canonical().to_string(),
+        Err(_) => host.to_ascii_lowercase(),
     }
 }
 
@@ -320,6 +329,9 @@ mod tests {
     #[test]
     fn same_server_ignores_database_and_credentials() {
         assert!(ok("redis://H:1/2").same_server(&ok("redis://:x@h:1/0")));
+        assert!(ok("redis://[::1]:1").same_server(&ok("redis://[0:0::1]:1")));
+        assert!(ok("redis://127.0.0.1:1").same_server(&ok("redis://[::ffff:127.0.0.1]:1")));
+        assert_eq!(ok("redis://[::FFFF:7F00:1]:1").to_string(), "127.0.0.1:1");
         assert!(!ok("redis://h:1").same_server(&ok("redis://h:2")));
     }
 }
