@@ -12,7 +12,7 @@ mod support;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use resplock::script::{EXTEND_SHA1, RELEASE_SHA1};
+use resplock::script::{EXTEND_SCRIPT, EXTEND_SHA1, RELEASE_SCRIPT, RELEASE_SHA1};
 use resplock::{Error, NodeError, NodeFailure, Phase, Redlock, MAX_TTL};
 use support::{wait_until, Action, Cluster, Command, FakeServer, FaultProxy, RedisNode};
 
@@ -67,13 +67,23 @@ fn not_acquired(err: &Error) -> (u32, usize, usize, bool, Vec<NodeFailure>) {
     }
 }
 
+/// The digest a real server answers to `SCRIPT LOAD` of one of our scripts.
+fn load_reply(cmd: &Command) -> Action {
+    match cmd.arg(2) {
+        Some(s) if s == RELEASE_SCRIPT.as_bytes() => Action::bulk(RELEASE_SHA1.as_bytes()),
+        Some(s) if s == EXTEND_SCRIPT.as_bytes() => Action::bulk(EXTEND_SHA1.as_bytes()),
+        _ => Action::error("ERR unexpected script"),
+    }
+}
+
 /// `(conn, name)` of every command a fake received, in order.
 fn wire(fake: &FakeServer) -> Vec<(u64, String)> {
     fake.commands().iter().map(|c| (c.conn, c.name())).collect()
 }
 
 /// A fake lock node that answers its first `SET` only after `delay` with `+OK`, every later
-/// `SET` at once with `$-1` (held elsewhere), and every `EVALSHA` at once with `:0`.
+/// `SET` at once with `$-1` (held elsewhere), `SCRIPT LOAD` with the digest, and every
+/// `EVALSHA` at once with `:0`.
 fn late_first_grant(delay: Duration) -> FakeServer {
     let sets = AtomicU64::new(0);
     FakeServer::start(move |cmd: &Command| {
@@ -83,6 +93,8 @@ fn late_first_grant(delay: Duration) -> FakeServer {
             } else {
                 Action::nil()
             }
+        } else if cmd.is_sub("SCRIPT", "LOAD") {
+            load_reply(cmd)
         } else {
             Action::int(0)
         }
@@ -118,10 +130,11 @@ fn late_set_reply_is_not_taken_for_the_next_set_reply() {
     );
     assert_eq!(cluster.count_key(key), 0);
 
-    // Let the late `+OK` (and the `:0` to the release queued behind it) arrive: a fake takes
-    // the release off the wire only once it has written the late reply.
+    // Let the late `+OK` (and the replies to the release queued behind it, which loads its
+    // script first because the SET timed out) arrive: a fake takes the release off the wire
+    // only once it has written the late reply.
     for fake in [&late_a, &late_b] {
-        assert_eq!(fake.wait_for_commands(2, HANG).len(), 2);
+        assert_eq!(fake.wait_for_commands(3, HANG).len(), 3);
     }
     std::thread::sleep(Duration::from_millis(200));
 
@@ -138,8 +151,8 @@ fn late_set_reply_is_not_taken_for_the_next_set_reply() {
     assert!(err.is_contention());
     assert_eq!(cluster.count_key(key), 0, "the real node was released");
     for fake in [&late_a, &late_b] {
-        assert!(fake.wait_for_commands(4, HANG).len() >= 4);
-        let expected: Vec<(u64, String)> = ["SET", "EVALSHA", "SET", "EVALSHA"]
+        assert!(fake.wait_for_commands(5, HANG).len() >= 5);
+        let expected: Vec<(u64, String)> = ["SET", "SCRIPT", "EVALSHA", "SET", "EVALSHA"]
             .iter()
             .map(|name| (0, (*name).to_owned()))
             .collect();
@@ -169,9 +182,10 @@ fn late_set_reply_arriving_during_the_retry_is_skipped() {
     // On a quiet machine the retry reads `$-1` (held elsewhere); on a very slow one it may
     // time out instead. Never a grant.
     assert_eq!(held_elsewhere + failures.len(), 1, "{err}");
-    assert!(late.wait_for_commands(4, HANG).len() >= 4);
+    assert!(late.wait_for_commands(5, HANG).len() >= 5);
     let names: Vec<String> = late.command_names();
-    assert_eq!(names, ["SET", "EVALSHA", "SET", "EVALSHA"]);
+    // The first cleanup follows a timed-out SET, so it loads its script in the same pipeline.
+    assert_eq!(names, ["SET", "SCRIPT", "EVALSHA", "SET", "EVALSHA"]);
     assert_eq!(late.connections(), 1);
 }
 
@@ -182,6 +196,8 @@ fn late_extend_reply_is_not_taken_for_the_release_reply() {
     let fake = FakeServer::start(|cmd: &Command| {
         if cmd.is("SET") {
             Action::ok()
+        } else if cmd.is_sub("SCRIPT", "LOAD") {
+            load_reply(cmd)
         } else if cmd.arg(1) == Some(EXTEND_SHA1.as_bytes()) {
             Action::ReplyAfter(Duration::from_millis(1000), b":1\r\n".to_vec())
         } else {
@@ -214,10 +230,12 @@ fn late_extend_reply_is_not_taken_for_the_release_reply() {
         Ok(false),
         "the late :1 was taken for the release"
     );
-    let commands = fake.wait_for_commands(3, HANG);
-    assert_eq!(commands.len(), 3);
+    // The release follows a timed-out extend, so it loads its script in the same pipeline.
+    let commands = fake.wait_for_commands(4, HANG);
+    assert_eq!(commands.len(), 4);
     assert_eq!(commands[1].arg(1), Some(EXTEND_SHA1.as_bytes()));
-    assert_eq!(commands[2].arg(1), Some(RELEASE_SHA1.as_bytes()));
+    assert!(commands[2].is_sub("SCRIPT", "LOAD"));
+    assert_eq!(commands[3].arg(1), Some(RELEASE_SHA1.as_bytes()));
     assert!(commands.iter().all(|c| c.conn == 0));
 }
 

@@ -10,6 +10,12 @@
 //! [`Command::conn`]/[`Command::seq`]) keep their state in atomics or a `Mutex` captured by
 //! the closure. Code under test that sends `AUTH`/`SELECT` on connect sees them too.
 //!
+//! The connection preamble is answered by the rig itself: resplock loads both of its scripts
+//! (`SCRIPT LOAD`, replies unread) at the start of every new connection. Those loads, up to the
+//! first other command after `AUTH`/`SELECT`, get the script's digest from the rig and are
+//! neither passed to the handler nor recorded in [`FakeServer::commands`]; they are counted in
+//! [`FakeServer::preamble_loads`]. A `SCRIPT LOAD` anywhere else goes to the handler as usual.
+//!
 //! ```ignore
 //! let fake = FakeServer::start(|cmd| {
 //!     if cmd.is("SET") { Action::nil() }                         // lock held elsewhere
@@ -150,6 +156,7 @@ struct Shared {
     connections: AtomicU64,
     commands: Mutex<Vec<Command>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    preamble_loads: AtomicU64,
 }
 
 /// A scripted fake RESP server. See the module docs.
@@ -203,6 +210,7 @@ impl FakeServer {
             connections: AtomicU64::new(0),
             commands: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
+            preamble_loads: AtomicU64::new(0),
         });
         let s = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -234,6 +242,11 @@ impl FakeServer {
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// `SCRIPT LOAD`s answered by the rig as a connection preamble (see the module docs).
+    pub fn preamble_loads(&self) -> u64 {
+        self.shared.preamble_loads.load(Ordering::SeqCst)
     }
 
     /// Every command received so far, in arrival order (across connections, by time of
@@ -346,6 +359,29 @@ fn parse_command(buf: &[u8]) -> Parsed {
     }
 }
 
+/// The digest to answer for a `SCRIPT LOAD` of one of resplock's scripts.
+fn preamble_digest(args: &[Vec<u8>]) -> Option<&'static str> {
+    let [name, sub, body] = args else {
+        return None;
+    };
+    if !name.eq_ignore_ascii_case(b"SCRIPT") || !sub.eq_ignore_ascii_case(b"LOAD") {
+        return None;
+    }
+    [
+        (
+            resplock::script::RELEASE_SCRIPT,
+            resplock::script::RELEASE_SHA1,
+        ),
+        (
+            resplock::script::EXTEND_SCRIPT,
+            resplock::script::EXTEND_SHA1,
+        ),
+    ]
+    .into_iter()
+    .find(|(script, _)| script.as_bytes() == body.as_slice())
+    .map(|(_, digest)| digest)
+}
+
 /// Serves one connection until EOF, a protocol error, a closing action or shutdown.
 fn serve(shared: &Shared, mut stream: TcpStream, conn: u64) {
     let _ = stream.set_nonblocking(false);
@@ -354,6 +390,7 @@ fn serve(shared: &Shared, mut stream: TcpStream, conn: u64) {
     let stop = || shared.shutdown.load(Ordering::SeqCst);
     let mut buf: Vec<u8> = Vec::new();
     let mut seq = 0u64;
+    let mut preamble = true;
     let mut chunk = [0u8; 16 * 1024];
     while !stop() {
         let (args, used) = match parse_command(&buf) {
@@ -376,6 +413,18 @@ fn serve(shared: &Shared, mut stream: TcpStream, conn: u64) {
             }
         };
         buf.drain(..used);
+        if preamble {
+            if let Some(digest) = preamble_digest(&args) {
+                shared.preamble_loads.fetch_add(1, Ordering::SeqCst);
+                let reply = format!("${}\r\n{digest}\r\n", digest.len());
+                if stream.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
+                continue;
+            }
+            let name = args.first().map(|a| a.to_ascii_uppercase());
+            preamble = matches!(name.as_deref(), Some(b"AUTH" | b"SELECT"));
+        }
         let command = Command { conn, seq, args };
         seq += 1;
         shared
