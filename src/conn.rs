@@ -324,20 +324,11 @@ impl Conn {
                 .map_err(|e| NodeError::io(Phase::Read, &e))?;
                 self.stream.read(room)
             }
-            Err(timeout) => {
-                // Out of time: take only what has already arrived.
-                self.stream
-                    .set_nonblocking(true)
-                    .map_err(|e| NodeError::io(Phase::Read, &e))?;
-                let result = self.stream.read(room);
-                self.stream
-                    .set_nonblocking(false)
-                    .map_err(|e| NodeError::io(Phase::Read, &e))?;
-                if matches!(&result, Err(e) if is_timeout(e)) {
-                    return Err(timeout);
-                }
-                result
-            }
+            // Out of time: take only what has already arrived.
+            Err(timeout) => match without_blocking(&mut self.stream, |s| s.read(room)) {
+                Err(e) if is_timeout(&e) => return Err(timeout),
+                other => other,
+            },
         };
         match result {
             Ok(0) => Err(NodeError::Closed),
@@ -363,10 +354,20 @@ fn write_fully(
 ) -> Result<(), NodeError> {
     let mut written = 0;
     while let Some(rest) = bytes.get(written..).filter(|r| !r.is_empty()) {
-        let budget = time_left(deadline, Phase::Write)?;
-        set_timeout(timeout, budget, |t| stream.set_write_timeout(t))
-            .map_err(|e| NodeError::io(Phase::Write, &e))?;
-        match stream.write(rest) {
+        let result = match time_left(deadline, Phase::Write) {
+            Ok(budget) => {
+                set_timeout(timeout, budget, |t| stream.set_write_timeout(t))
+                    .map_err(|e| NodeError::io(Phase::Write, &e))?;
+                stream.write(rest)
+            }
+            // Out of time: a small command still fits an idle socket's buffer at once, so
+            // try once without blocking rather than give up on the node unheard.
+            Err(timeout) => match without_blocking(stream, |s| s.write(rest)) {
+                Err(e) if is_timeout(&e) => return Err(timeout),
+                other => other,
+            },
+        };
+        match result {
             Ok(0) => return Err(NodeError::Closed),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -375,6 +376,17 @@ fn write_fully(
         }
     }
     Ok(())
+}
+
+/// Runs one read or write in non-blocking mode (a `WouldBlock` when nothing can move).
+fn without_blocking(
+    stream: &mut TcpStream,
+    io: impl FnOnce(&mut TcpStream) -> io::Result<usize>,
+) -> io::Result<usize> {
+    stream.set_nonblocking(true)?;
+    let result = io(stream);
+    stream.set_nonblocking(false)?;
+    result
 }
 
 fn is_timeout(e: &io::Error) -> bool {

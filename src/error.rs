@@ -308,6 +308,10 @@ pub enum Error {
         reason: &'static str,
     },
     /// No attempt reached a quorum with time left on the lock.
+    ///
+    /// The counts describe the replies read before the last round was decided: reading stops
+    /// once the outcome is known, so nodes left unread are in neither count (and were
+    /// released all the same).
     NotAcquired {
         /// How many rounds ran (1 for `try_lock`, up to `retries + 1` for `lock`).
         attempts: u32,
