@@ -564,8 +564,9 @@ impl Nodes {
                 .is_some_and(|conn| conn.stale() > 0);
             (owes, latency.get(n).copied().unwrap_or(u64::MAX))
         });
-        // A reload sent late in the round gets a node timeout of its own, once.
-        let mut reload_deadline = deadline;
+        // Reloads get one node timeout of their own, from the first one, so a round lasts at
+        // most two node timeouts even when NOSCRIPT arrives late.
+        let mut reload_deadline: Option<Instant> = None;
         let mut yes = 0;
         let mut no = 0;
         let mut awaiting = order.len();
@@ -578,10 +579,9 @@ impl Nodes {
             let awaited = undecided || (wait == Wait::AllHealthy && !slow.contains(node));
             let reloading = matches!(votes.get(node), Some(Vote::Reloading));
             let read_until = if awaited {
-                if reloading {
-                    reload_deadline
-                } else {
-                    deadline
+                match reload_deadline {
+                    Some(extended) if reloading => extended.max(deadline),
+                    _ => deadline,
                 }
             } else if slow.contains(node) {
                 // Not needed, but collect a reply that has already arrived: that is how a
@@ -628,8 +628,9 @@ impl Nodes {
                     if error.kind == ServerErrorKind::NoScript && !reloaded.contains(node) =>
                 {
                     reloaded.insert(node);
-                    reload_deadline = reload_deadline.max(Instant::now() + self.node_timeout);
-                    match reload(conn, command, encoded, reload_deadline) {
+                    let until =
+                        *reload_deadline.get_or_insert_with(|| Instant::now() + self.node_timeout);
+                    match reload(conn, command, encoded, until.max(deadline)) {
                         Ok(()) => {
                             awaiting += 1;
                             order.push(node);
