@@ -350,6 +350,39 @@ impl Nodes {
         &self.addrs
     }
 
+    /// Gets a target node's connection ready for this round: drains or holds back a node that
+    /// owes too many replies, reconnects a connection that went bad while idle, dials where
+    /// there is none. Returns `Pending` when a command may be sent, or the failure.
+    fn prepare(&self, node: usize, slot: &mut Option<Conn>) -> Vote {
+        if let Some(conn) = slot.as_mut().filter(|conn| conn.stale() >= MAX_STALE) {
+            // A node this far behind gets nothing new until it has answered what it owes:
+            // redialling a stopped server would only fill its accept backlog.
+            match conn.drain() {
+                Ok(()) if conn.stale() >= MAX_STALE => {
+                    return Vote::Failed(NodeError::Timeout(Phase::Read))
+                }
+                Ok(()) => {}
+                Err(error) => {
+                    *slot = None;
+                    return Vote::Failed(error);
+                }
+            }
+        }
+        if slot.as_mut().is_some_and(|conn| conn.revalidate().is_err()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            let Some(addr) = self.addrs.get(node) else {
+                return Vote::Untouched;
+            };
+            match self.dial(node, addr) {
+                Ok(conn) => *slot = Some(conn),
+                Err(error) => return Vote::Failed(error),
+            }
+        }
+        Vote::Pending
+    }
+
     /// Opens a connection to `node`, unless a recent attempt timed out: a black-holed host
     /// would otherwise cost every round a whole connect timeout.
     fn dial(&self, node: usize, addr: &NodeAddr) -> Result<Conn, NodeError> {
@@ -483,45 +516,18 @@ impl Nodes {
         }
         let slow = self.slow_nodes(&latency);
         for (node, (slot, vote)) in conns.iter_mut().zip(votes.iter_mut()).enumerate() {
-            *vote = Vote::Untouched;
-            if !targets.contains(node) {
-                continue;
-            }
-            if let Some(conn) = slot.as_mut().filter(|conn| conn.stale() >= MAX_STALE) {
-                // A node this far behind gets nothing new until it has answered what it owes:
-                // redialling a stopped server would only fill its accept backlog.
-                match conn.drain() {
-                    Ok(()) if conn.stale() >= MAX_STALE => {
-                        *vote = Vote::Failed(NodeError::Timeout(Phase::Read));
-                        continue;
-                    }
-                    Ok(()) => {}
-                    Err(error) => {
-                        *slot = None;
-                        *vote = Vote::Failed(error);
-                        continue;
-                    }
-                }
-            }
-            if slot.as_mut().is_some_and(|conn| conn.revalidate().is_err()) {
-                *slot = None;
-            }
-            if slot.is_none() {
-                let Some(addr) = self.addrs.get(node) else {
-                    continue;
-                };
-                match self.dial(node, addr) {
-                    Ok(conn) => *slot = Some(conn),
-                    Err(error) => *vote = Vote::Failed(error),
-                }
-            }
+            *vote = if targets.contains(node) {
+                self.prepare(node, slot)
+            } else {
+                Vote::Untouched
+            };
         }
 
         let started = Instant::now();
         let deadline = started + self.node_timeout;
         let mut sent = NodeSet::default();
         for (node, (slot, vote)) in conns.iter_mut().zip(votes.iter_mut()).enumerate() {
-            if !targets.contains(node) || matches!(vote, Vote::Failed(_)) {
+            if !matches!(vote, Vote::Pending) {
                 continue;
             }
             let Some(conn) = slot.as_mut() else {
@@ -536,16 +542,10 @@ impl Nodes {
             if let Some(script) = preload {
                 conn.queue(&[b"SCRIPT", b"LOAD", script.source.as_bytes()]);
                 reloaded.insert(node);
+                *vote = Vote::Reloading;
             }
             match conn.send(encoded, deadline) {
-                Ok(()) => {
-                    sent.insert(node);
-                    *vote = if preload.is_some() {
-                        Vote::Reloading
-                    } else {
-                        Vote::Pending
-                    };
-                }
+                Ok(()) => sent.insert(node),
                 Err(error) => {
                     *slot = None;
                     *vote = Vote::Failed(error);
