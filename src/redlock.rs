@@ -280,7 +280,9 @@ impl Redlock {
 
     /// Resets the ttl of a lock known by its resource and value, on the nodes where that value
     /// still holds the key. Returns the new validity; see [`LockGuard::extend`]. Unlike the
-    /// guard's method there is no local check of the old validity: the caller owns that.
+    /// guard's method there is no local check of the old validity: the caller owns that, and
+    /// after a failure it must assume the lock ends no later than `ttl` minus the drift margin
+    /// after the call began, since the nodes it reached may have shortened their keys.
     pub fn extend_by(
         &self,
         resource: impl AsRef<[u8]>,
@@ -289,9 +291,7 @@ impl Redlock {
     ) -> Result<Duration, Error> {
         let inner = &self.inner;
         let mut session = inner.nodes.session();
-        inner
-            .extend(&mut session, resource.as_ref(), value.as_ref(), ttl)
-            .map(|(validity, _)| validity)
+        inner.extend(&mut session, resource.as_ref(), value.as_ref(), ttl, None)
     }
 
     fn acquire<R: AsRef<[u8]>>(
@@ -332,7 +332,7 @@ impl Redlock {
                     session: session.take(),
                     resource,
                     value,
-                    valid_until: valid_until(&round, ttl, drift),
+                    valid_until: end_of_validity(&round, ttl, drift),
                     armed: true,
                 });
             }
@@ -406,14 +406,18 @@ impl Inner {
         })
     }
 
-    /// Returns the new validity and the instant it ends.
+    /// Returns the new validity. `valid_until`, when given, is set to the new end on success;
+    /// on a failure after the command went out it is lowered to the end implied by this
+    /// round, because nodes that ran the `PEXPIRE` (read or not) now expire by then, maybe
+    /// sooner than before.
     fn extend(
         &self,
         session: &mut Session,
         key: &[u8],
         value: &[u8],
         ttl: Duration,
-    ) -> Result<(Duration, Instant), Error> {
+        valid_until: Option<&mut Instant>,
+    ) -> Result<Duration, Error> {
         let (ttl_ms, drift) = self.check_ttl(ttl)?;
         let nodes = &self.nodes;
         let command = Command::Extend { key, value, ttl_ms };
@@ -425,10 +429,17 @@ impl Inner {
             &mut NodeSet::default(),
         );
         let validity = quorum::validity(ttl, round.finished - round.started, drift);
-        match validity {
-            Some(validity) if round.yes >= nodes.quorum() => {
-                Ok((validity, valid_until(&round, ttl, drift)))
+        let granted = round.yes >= nodes.quorum();
+        if let Some(until) = valid_until {
+            let new_end = end_of_validity(&round, ttl, drift);
+            match validity {
+                Some(_) if granted => *until = new_end,
+                _ if !round.sent.is_empty() => *until = (*until).min(new_end),
+                _ => {}
             }
+        }
+        match validity {
+            Some(validity) if granted => Ok(validity),
             _ => Err(Error::NotExtended {
                 quorum: nodes.quorum(),
                 extended: round.yes,
@@ -442,7 +453,7 @@ impl Inner {
 
 /// Keys written after `round.started` with `ttl` outlive `started + ttl - drift` on every
 /// node whose clock runs no faster than the drift allows.
-fn valid_until(round: &Round, ttl: Duration, drift: Duration) -> Instant {
+fn end_of_validity(round: &Round, ttl: Duration, drift: Duration) -> Instant {
     round
         .started
         .checked_add(ttl.saturating_sub(drift))
@@ -511,16 +522,20 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
     /// `EVALSHA <extend>`), and returns the new validity: `ttl - elapsed - drift`, counted from
     /// the start of this round. Refused locally with [`Error::Expired`] once the validity is
     /// over, because the lock may then belong to someone else. On failure the guard keeps its
-    /// old validity.
+    /// old validity, cut short to what this round implies when the command reached any node:
+    /// a failed extend to a shorter ttl may still have shortened the keys it reached.
     pub fn extend(&mut self, ttl: Duration) -> Result<Duration, Error> {
         if Instant::now() >= self.valid_until {
             return Err(Error::Expired);
         }
-        let (validity, until) =
-            self.inner
-                .extend(&mut self.session, self.resource.as_ref(), &self.value, ttl)?;
-        self.valid_until = until;
-        Ok(validity)
+        let valid_until = Some(&mut self.valid_until);
+        self.inner.extend(
+            &mut self.session,
+            self.resource.as_ref(),
+            &self.value,
+            ttl,
+            valid_until,
+        )
     }
 
     /// Releases the lock on every node (`EVALSHA <release>`, which deletes the key only if it
