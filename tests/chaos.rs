@@ -1,0 +1,1026 @@
+//! Chaos with a checker: mutual exclusion, no lost update and no leftover key while a nemesis
+//! kills, pauses, restarts and partitions a minority of the nodes.
+//!
+//! # Set-up
+//! Five lock nodes with AOF `appendfsync always` (a restart keeps every acknowledged key: the
+//! documented safety assumption), each behind a [`FaultProxy`]; clients only know the proxies.
+//! A sixth plain node, not behind a proxy and never touched by the nemesis, holds one counter
+//! per resource. Three resources.
+//!
+//! # Workers
+//! Three threads of this process share one [`Redlock`] (so they share its session pool), and
+//! two child processes with two threads each run the same loop with their own `Redlock`. A
+//! child is this test binary re-executed as `<exe> --exact chaos_child_worker --nocapture`
+//! with `RESPLOCK_CHAOS_CHILD=<index>` and the node URLs, counter address, seed and end time
+//! in `RESPLOCK_CHAOS_CHILD_*` variables; it prints its records as `CHAOS|...` lines on stdout
+//! when it is done. Without those variables `chaos_child_worker` does nothing.
+//!
+//! Each worker loops until the end time: pick a resource and a ttl (300 ms – 2 s), `lock()`
+//! (node timeout 50 ms, 3 retries, 40 ms delay + up to 80 ms jitter). On success it holds the
+//! lock for 0 – ttl/5; two times in five it extends it to a ttl drawn from the same list (so
+//! sometimes shorter than what is left); it works on for up to half the validity the guard
+//! then reports (at most 800 ms); then the critical section: if `remaining()` exceeds the work
+//! time + 100 ms, `GET` the counter, sleep 2 – 15 ms, and `SET` it + 1 only if `remaining()`
+//! still exceeds 50 ms (the count of such writes is what the counter must equal). Then it
+//! releases (85 %), drops the guard (9 %), or disarms it and walks away like a crashed client
+//! (6 %: the keys must then expire on their own).
+//!
+//! # Records and the clock
+//! Every acquisition records owner, resource, `granted` (just after `lock()` returned),
+//! `valid_until`, every `extend` call (start, return, validity left in the guard) and the
+//! release start, all as nanoseconds of one monotonic clock. Across processes that clock is
+//! `CLOCK_MONOTONIC` read from `Instant`'s `Debug` output, see [`model::instant_ns`]; when the
+//! format cannot be verified the run uses threads only and says so.
+//!
+//! # The checker
+//! - Exclusion: for each resource, no two acquisitions' holder intervals overlap. A holder
+//!   interval is `[granted, min(valid_until, release_start))`, with a hole while an `extend` is
+//!   in flight, continuing to the validity the guard reports after it. This is the interval a
+//!   correct Redlock guarantees: a second client reaches a quorum only on a node where the
+//!   first one's key was deleted (after its release started) or expired (after `valid_until`,
+//!   which keeps the drift margin).
+//! - No lost update: each counter equals the number of increments written under its lock.
+//! - A lock is never lost while valid. Right after the grant and again just before the
+//!   release, the worker reads the key on every node directly (not through the proxies, 100 ms
+//!   timeout): while the validity runs, at least a quorum must hold our value or be unable to
+//!   tell (paused, down, loading). And a quorum may only answer "not our value" to `extend`
+//!   (`not_held >= 3`) once the validity has ended. Otherwise a node that granted the key lost
+//!   it early (any two quorums share a node): that is how an exclusion violation starts, and
+//!   it is seen far more often than the violation itself.
+//! - `release()` tells the truth: it may only return `Ok(false)` ("a quorum no longer held
+//!   our value") during the validity if the audit just before it did not find a quorum of
+//!   nodes holding our value or unable to tell.
+//! - No key left: after every worker has finished and every fault is healed, wait past the
+//!   longest ttl (plus the longest injected latency, since queued commands arrive late) and
+//!   require zero lock keys on every node.
+//!
+//! `tests/chaos/repro.rs` holds deterministic reproductions of what these checks found.
+//!
+//! The seed (fixed by default, `RESPLOCK_CHAOS_SEED` to override, decimal or `0x` hex) drives
+//! every random choice; thread scheduling still differs from run to run. `RESPLOCK_CHAOS_SECS`
+//! sets the duration (default 60). A summary is printed at the end (`--nocapture` to see it on
+//! success); failures print it too, with the seed and the nemesis actions around a violation.
+
+mod support;
+
+#[path = "chaos/model.rs"]
+mod model;
+#[path = "chaos/nemesis.rs"]
+mod nemesis;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use resplock::{Error, LockGuard, NodeError, Redlock};
+
+use model::{
+    check_exclusion, count_from_line, counts_to_lines, Acquisition, Audit, Clock, Counts, Ending,
+    Extension, Ns, Rng, LINE_PREFIX,
+};
+use nemesis::{Nemesis, MAX_FAULTY};
+use support::{Cluster, FaultProxy, Raw, RawReply, RedisNode, RedisOptions};
+
+const DEFAULT_SEED: u64 = 0x5EED_0004;
+const DEFAULT_SECS: f64 = 60.0;
+
+const NODES: usize = 5;
+const RESOURCES: usize = 3;
+const PARENT_THREADS: usize = 3;
+const CHILD_PROCESSES: usize = 2;
+const CHILD_THREADS: usize = 2;
+
+const TTLS_MS: [u64; 5] = [300, 500, 800, 1200, 2000];
+const MAX_TTL: Duration = Duration::from_millis(2000);
+
+const NODE_TIMEOUT: Duration = Duration::from_millis(50);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+const RETRIES: u32 = 3;
+const RETRY_DELAY: Duration = Duration::from_millis(40);
+const RETRY_JITTER: Duration = Duration::from_millis(80);
+
+/// Critical-section work (between reading and writing the counter), in ms.
+const WORK_MS: (u64, u64) = (2, 15);
+/// Validity required beyond the work time before starting the critical section.
+const WORK_MARGIN: Duration = Duration::from_millis(100);
+/// Validity required just before writing the counter.
+const WRITE_MARGIN: Duration = Duration::from_millis(50);
+
+const EXTEND_PER_MILLE: u64 = 400;
+const ABANDON_PER_MILLE: u64 = 60;
+const DROP_PER_MILLE: u64 = 90;
+
+/// How long children may take to finish after the end time before they are killed.
+const CHILD_GRACE: Duration = Duration::from_secs(20);
+
+const CHILD_ENV: &str = "RESPLOCK_CHAOS_CHILD";
+const CHILD_URLS_ENV: &str = "RESPLOCK_CHAOS_CHILD_URLS";
+const CHILD_COUNTER_ENV: &str = "RESPLOCK_CHAOS_CHILD_COUNTER";
+const CHILD_SEED_ENV: &str = "RESPLOCK_CHAOS_CHILD_SEED";
+const CHILD_NODES_ENV: &str = "RESPLOCK_CHAOS_CHILD_NODES";
+const CHILD_END_ENV: &str = "RESPLOCK_CHAOS_CHILD_END_NS";
+
+fn lock_key(resource: usize) -> String {
+    format!("chaos:lock:{resource}")
+}
+
+fn counter_key(resource: usize) -> String {
+    format!("chaos:counter:{resource}")
+}
+
+fn build_dlm(urls: &[String]) -> Redlock {
+    Redlock::builder()
+        .nodes(urls)
+        .retries(RETRIES)
+        .retry_delay(RETRY_DELAY)
+        .retry_jitter(RETRY_JITTER)
+        .node_timeout(NODE_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .unwrap_or_else(|e| panic!("chaos: cannot build the lock manager: {e}"))
+}
+
+fn seed_from_env() -> u64 {
+    let Ok(text) = std::env::var("RESPLOCK_CHAOS_SEED") else {
+        return DEFAULT_SEED;
+    };
+    let text = text.trim();
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.unwrap_or_else(|e| panic!("RESPLOCK_CHAOS_SEED={text:?} is not a u64: {e}"))
+}
+
+fn duration_from_env() -> Duration {
+    let Ok(text) = std::env::var("RESPLOCK_CHAOS_SECS") else {
+        return Duration::from_secs_f64(DEFAULT_SECS);
+    };
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
+        _ => panic!("RESPLOCK_CHAOS_SECS={text:?} is not a positive number of seconds"),
+    }
+}
+
+/// Reads the lock key on every node directly (not through the proxies), to see which nodes
+/// really hold a value. A node that does not answer within 100 ms is `?` and is not asked
+/// again for 300 ms.
+struct Auditor {
+    nodes: Vec<SocketAddr>,
+    conns: Vec<Option<Raw>>,
+    skip_until: Vec<Option<Instant>>,
+}
+
+impl Auditor {
+    fn new(nodes: &[SocketAddr]) -> Auditor {
+        Auditor {
+            nodes: nodes.to_vec(),
+            conns: nodes.iter().map(|_| None).collect(),
+            skip_until: nodes.iter().map(|_| None).collect(),
+        }
+    }
+
+    fn audit(&mut self, key: &str, value: &[u8], clock: &Clock) -> Audit {
+        let seen = (0..self.nodes.len())
+            .map(|node| self.probe(node, key, value))
+            .collect();
+        Audit {
+            at: clock.now(),
+            seen,
+        }
+    }
+
+    fn probe(&mut self, node: usize, key: &str, value: &[u8]) -> char {
+        if self.skip_until[node].is_some_and(|t| Instant::now() < t) {
+            return '?';
+        }
+        let conn = match self.conns[node].take() {
+            Some(conn) => Ok(conn),
+            None => Raw::connect(self.nodes[node]).map(|mut conn| {
+                conn.set_timeout(Duration::from_millis(100));
+                conn
+            }),
+        };
+        let reply = conn.and_then(|mut conn| {
+            let reply = conn.try_cmd(&[b"GET", key.as_bytes()])?;
+            Ok((conn, reply))
+        });
+        match reply {
+            Ok((conn, RawReply::Bulk(found))) => {
+                self.conns[node] = Some(conn);
+                match found {
+                    Some(v) if v == value => 'O',
+                    Some(_) => 'x',
+                    None => '-',
+                }
+            }
+            // `-LOADING` after a restart: the connection is fine.
+            Ok((conn, RawReply::Error(_))) => {
+                self.conns[node] = Some(conn);
+                '?'
+            }
+            // Anything else (a timeout leaves the connection out of step): drop it.
+            _ => {
+                self.skip_until[node] = Some(Instant::now() + Duration::from_millis(300));
+                '?'
+            }
+        }
+    }
+}
+
+/// What one worker thread needs.
+struct WorkerSpec {
+    owner: String,
+    seed: u64,
+    stream: u64,
+    end: Instant,
+    clock: Clock,
+    counter: SocketAddr,
+    /// The lock nodes' own addresses, for the audits.
+    nodes: Vec<SocketAddr>,
+}
+
+#[derive(Default)]
+struct WorkerLog {
+    acqs: Vec<Acquisition>,
+    counts: Counts,
+}
+
+/// Runs `threads` workers named `p<process>t<i>` on `dlm` until `end`.
+fn run_threads(
+    dlm: &Redlock,
+    process: usize,
+    threads: usize,
+    seed: u64,
+    end: Instant,
+    clock: Clock,
+    (counter, nodes): (SocketAddr, &[SocketAddr]),
+) -> Vec<WorkerLog> {
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let spec = WorkerSpec {
+                    owner: format!("p{process}t{t}"),
+                    seed,
+                    stream: (process * 16 + t + 1) as u64,
+                    end,
+                    clock,
+                    counter,
+                    nodes: nodes.to_vec(),
+                };
+                s.spawn(move || run_worker(dlm, &spec))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+fn run_worker(dlm: &Redlock, spec: &WorkerSpec) -> WorkerLog {
+    let mut rng = Rng::new(spec.seed, spec.stream);
+    let mut counter = Raw::connect(spec.counter)
+        .unwrap_or_else(|e| panic!("chaos: connect to the counter node: {e}"));
+    let mut auditor = Auditor::new(&spec.nodes);
+    let mut log = WorkerLog::default();
+    let mut seq = 0;
+    while Instant::now() < spec.end {
+        let resource = rng.index(RESOURCES);
+        let ttl_ms = TTLS_MS[rng.index(TTLS_MS.len())];
+        let requested = spec.clock.now();
+        match dlm.lock(lock_key(resource), Duration::from_millis(ttl_ms)) {
+            Ok(guard) => {
+                log.counts.bump("granted");
+                let acq = hold(
+                    guard,
+                    resource,
+                    (ttl_ms, requested),
+                    seq,
+                    spec,
+                    &mut rng,
+                    (&mut counter, &mut auditor),
+                    &mut log.counts,
+                );
+                seq += 1;
+                log.acqs.push(acq);
+            }
+            Err(e) => classify_lock_error(&e, &mut log.counts),
+        }
+        thread::sleep(rng.millis(0, 30));
+    }
+    log
+}
+
+/// Uses a granted lock: hold, maybe extend, the critical section, then release / drop /
+/// abandon. Returns the record.
+#[allow(clippy::too_many_arguments)]
+fn hold(
+    mut guard: LockGuard<String>,
+    resource: usize,
+    (ttl_ms, requested): (u64, Ns),
+    seq: u64,
+    spec: &WorkerSpec,
+    rng: &mut Rng,
+    (counter, auditor): (&mut Raw, &mut Auditor),
+    counts: &mut Counts,
+) -> Acquisition {
+    let clock = spec.clock;
+    let lock_key = lock_key(resource);
+    let mut acq = Acquisition {
+        owner: spec.owner.clone(),
+        seq,
+        resource,
+        ttl_ms,
+        requested,
+        granted: clock.now(),
+        valid_until: clock.ns(guard.valid_until()),
+        extensions: Vec::new(),
+        release_start: None,
+        release_end: None,
+        ending: Ending::Abandoned,
+        increments: 0,
+        overran: false,
+        audit_grant: None,
+        audit_end: None,
+    };
+    acq.audit_grant = Some(auditor.audit(&lock_key, guard.value(), &clock));
+    thread::sleep(rng.millis(0, ttl_ms / 5));
+
+    if rng.chance(EXTEND_PER_MILLE) {
+        let ext_ttl_ms = TTLS_MS[rng.index(TTLS_MS.len())];
+        let start = clock.now();
+        let result = guard.extend(Duration::from_millis(ext_ttl_ms));
+        let returned = clock.now();
+        counts.bump(match &result {
+            Ok(_) => "extend.ok",
+            Err(Error::Expired) => "extend.refused-expired",
+            Err(Error::NotExtended { .. }) => "extend.not-extended",
+            Err(_) => "extend.other-error",
+        });
+        let not_held = match &result {
+            Err(Error::NotExtended { not_held, .. }) => *not_held as u64,
+            _ => 0,
+        };
+        acq.extensions.push(Extension {
+            ttl_ms: ext_ttl_ms,
+            start,
+            returned,
+            valid_until: clock.ns(guard.valid_until()),
+            ok: result.is_ok(),
+            not_held,
+        });
+    }
+
+    // More work under the lock, up to half the validity the guard now reports (after a failed
+    // extend that is still the old one).
+    let more = (guard.remaining() / 2).min(Duration::from_millis(800));
+    thread::sleep(rng.millis(0, u64::try_from(more.as_millis()).unwrap_or(0)));
+
+    // The critical section: a read-modify-write that loses updates if two holders overlap.
+    let key = counter_key(resource);
+    let work = rng.millis(WORK_MS.0, WORK_MS.1);
+    if guard.remaining() > work + WORK_MARGIN {
+        let before: u64 = counter.get(&key).map_or(0, |v| {
+            String::from_utf8_lossy(&v)
+                .parse()
+                .unwrap_or_else(|e| panic!("chaos: counter {key} holds {v:?}: {e}"))
+        });
+        thread::sleep(work);
+        if guard.remaining() > WRITE_MARGIN {
+            counter.set(&key, (before + 1).to_string());
+            acq.increments = 1;
+            acq.overran = Instant::now() >= guard.valid_until();
+            counts.bump("cs.increment");
+            if acq.overran {
+                counts.bump("cs.overran");
+            }
+        } else {
+            counts.bump("cs.skipped-late");
+        }
+    } else {
+        counts.bump("cs.skipped-short");
+    }
+    thread::sleep(rng.millis(0, 20));
+    acq.audit_end = Some(auditor.audit(&lock_key, guard.value(), &clock));
+
+    let roll = rng.below(1000);
+    if roll < ABANDON_PER_MILLE {
+        guard.disarm();
+        drop(guard);
+        acq.ending = Ending::Abandoned;
+    } else if roll < ABANDON_PER_MILLE + DROP_PER_MILLE {
+        acq.release_start = Some(clock.now());
+        drop(guard);
+        acq.release_end = Some(clock.now());
+        acq.ending = Ending::Dropped;
+    } else {
+        acq.release_start = Some(clock.now());
+        let result = guard.release();
+        acq.release_end = Some(clock.now());
+        acq.ending = match result {
+            Ok(true) => Ending::Released,
+            Ok(false) => Ending::Lost,
+            Err(Error::ReleaseUncertain { .. }) => Ending::Uncertain,
+            Err(e) => {
+                counts.bump(format!("release.error {}", sanitize(&e.to_string())));
+                Ending::Failed
+            }
+        };
+    }
+    acq
+}
+
+fn sanitize(text: &str) -> String {
+    text.replace(['|', '\n', '\r'], " ")
+}
+
+/// Counts a failed `lock()` by kind: contention (only other owners' keys in the way), outage
+/// (only node failures), mixed, expired (a quorum granted but the validity was gone), and the
+/// node failure causes behind outages.
+fn classify_lock_error(e: &Error, counts: &mut Counts) {
+    let kind = match e {
+        Error::NotAcquired { expired: true, .. } => "lock.expired",
+        _ if e.is_contention() => "lock.contention",
+        Error::NotAcquired {
+            failures,
+            held_elsewhere,
+            ..
+        } => {
+            for f in failures {
+                counts.bump(format!("node.{}", cause(&f.error)));
+            }
+            if failures.is_empty() {
+                "lock.other"
+            } else if *held_elsewhere > 0 {
+                "lock.mixed"
+            } else {
+                "lock.outage"
+            }
+        }
+        other => {
+            counts.bump(format!("lock.error {}", sanitize(&other.to_string())));
+            return;
+        }
+    };
+    counts.bump(kind);
+}
+
+fn cause(e: &NodeError) -> String {
+    match e {
+        NodeError::Timeout(phase) => format!("timeout-{phase}"),
+        NodeError::Io { phase, kind } => format!("io-{phase}-{kind:?}"),
+        NodeError::Closed => "closed".to_owned(),
+        NodeError::Protocol(p) => format!("protocol-{p:?}"),
+        NodeError::Server(s) => format!("server-{:?}", s.kind),
+        NodeError::UnexpectedReply => "unexpected-reply".to_owned(),
+        other => sanitize(&other.to_string()),
+    }
+}
+
+/// A child worker process and the threads draining its output. Dropping it (say, when the
+/// test panics) kills the child, by its handle.
+struct ChildRun {
+    index: usize,
+    child: Child,
+    output: Option<(JoinHandle<String>, JoinHandle<String>)>,
+}
+
+fn drain(mut from: impl Read + Send + 'static) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = from.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+fn spawn_child(
+    index: usize,
+    urls: &[String],
+    (counter, nodes): (SocketAddr, &[SocketAddr]),
+    seed: u64,
+    end_ns: Ns,
+) -> ChildRun {
+    let nodes: Vec<String> = nodes.iter().map(SocketAddr::to_string).collect();
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|e| panic!("chaos: cannot locate the test binary: {e}"));
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "chaos_child_worker",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, index.to_string())
+        .env(CHILD_URLS_ENV, urls.join(","))
+        .env(CHILD_COUNTER_ENV, counter.to_string())
+        .env(CHILD_NODES_ENV, nodes.join(","))
+        .env(CHILD_SEED_ENV, seed.to_string())
+        .env(CHILD_END_ENV, end_ns.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("chaos: cannot start child worker {index}: {e}"));
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    ChildRun {
+        index,
+        child,
+        output: Some((stdout, stderr)),
+    }
+}
+
+impl ChildRun {
+    /// Waits for the child until `deadline`, then kills it. Returns its exit status (`None`
+    /// when it had to be killed), stdout and stderr.
+    fn finish(&mut self, deadline: Instant) -> (Option<ExitStatus>, String, String) {
+        let mut status = None;
+        while status.is_none() && Instant::now() < deadline {
+            status = self.child.try_wait().ok().flatten();
+            if status.is_none() {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let (out, err) = self.output.take().map_or_else(Default::default, |(o, e)| {
+            (o.join().unwrap_or_default(), e.join().unwrap_or_default())
+        });
+        (status, out, err)
+    }
+}
+
+impl Drop for ChildRun {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The worker mode of this binary: does nothing unless started by the chaos test.
+#[test]
+fn chaos_child_worker() {
+    let Ok(index) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("chaos child: {name} is not set"))
+    };
+    let process: usize = index.parse().expect("child index");
+    let urls: Vec<String> = var(CHILD_URLS_ENV).split(',').map(str::to_owned).collect();
+    let counter: SocketAddr = var(CHILD_COUNTER_ENV).parse().expect("counter address");
+    let nodes: Vec<SocketAddr> = var(CHILD_NODES_ENV)
+        .split(',')
+        .map(|a| a.parse().expect("node address"))
+        .collect();
+    let seed: u64 = var(CHILD_SEED_ENV).parse().expect("seed");
+    let end_ns: Ns = var(CHILD_END_ENV).parse().expect("end time");
+    let clock = Clock::new();
+    assert!(
+        clock.is_shared(),
+        "chaos child: Instant is not readable as CLOCK_MONOTONIC"
+    );
+    let dlm = build_dlm(&urls);
+    let logs = run_threads(
+        &dlm,
+        process,
+        CHILD_THREADS,
+        seed,
+        clock.instant(end_ns),
+        clock,
+        (counter, &nodes),
+    );
+    // A leading newline: libtest may have printed `test chaos_child_worker ... ` already.
+    let mut out = String::from("\n");
+    let mut counts = Counts::default();
+    for log in &logs {
+        for acq in &log.acqs {
+            out.push_str(&acq.to_line());
+            out.push('\n');
+        }
+        counts.merge(&log.counts);
+    }
+    out.push_str(&counts_to_lines(&counts));
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .expect("chaos child: write records");
+}
+
+/// Lock keys (`chaos:*`) on each node, read directly (not through the proxies).
+fn keys_per_node(cluster: &Cluster) -> Vec<Vec<String>> {
+    cluster
+        .nodes()
+        .iter()
+        .map(|node| {
+            node.raw()
+                .keys("chaos:*")
+                .into_iter()
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn chaos_mutual_exclusion_under_faults() {
+    let test_start = Instant::now();
+    support::require_redis();
+    let seed = seed_from_env();
+    let run = duration_from_env();
+    println!(
+        "chaos: seed={seed:#x} (RESPLOCK_CHAOS_SEED to replay), duration {run:?} \
+         (RESPLOCK_CHAOS_SECS)"
+    );
+    let clock = Clock::new();
+    let mut cluster = Cluster::start_with(NODES, &RedisOptions::default().aof(true));
+    let counter_node = RedisNode::start();
+    let proxies: Vec<FaultProxy> = cluster.nodes().iter().map(FaultProxy::for_node).collect();
+    let urls: Vec<String> = proxies.iter().map(FaultProxy::url).collect();
+    let node_addrs: Vec<SocketAddr> = cluster.nodes().iter().map(RedisNode::addr).collect();
+    let setup = test_start.elapsed();
+
+    let start = Instant::now();
+    let end = start + run;
+    let mut children = Vec::new();
+    if clock.is_shared() {
+        for index in 1..=CHILD_PROCESSES {
+            children.push(spawn_child(
+                index,
+                &urls,
+                (counter_node.addr(), &node_addrs),
+                seed,
+                clock.ns(end),
+            ));
+        }
+    } else {
+        println!("chaos: Instant is not readable as CLOCK_MONOTONIC here: threads only");
+    }
+    let dlm = build_dlm(&urls);
+    let (report, parent_logs) = thread::scope(|s| {
+        let nemesis = Nemesis::new(cluster.nodes_mut(), &proxies, Rng::new(seed, 0), start);
+        let nemesis = s.spawn(move || nemesis.run(end));
+        let logs = run_threads(
+            &dlm,
+            0,
+            PARENT_THREADS,
+            seed,
+            end,
+            clock,
+            (counter_node.addr(), &node_addrs),
+        );
+        let report = nemesis
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (report, logs)
+    });
+
+    let mut problems: Vec<String> = Vec::new();
+    let mut acqs: Vec<Acquisition> = Vec::new();
+    let mut counts = Counts::default();
+    for log in parent_logs {
+        acqs.extend(log.acqs);
+        counts.merge(&log.counts);
+    }
+    let mut processes = 1;
+    for mut child in children {
+        let index = child.index;
+        let (status, out, err) = child.finish(end + CHILD_GRACE);
+        let mut records = 0;
+        // libtest may print `test chaos_child_worker ... ` on the line our output starts on.
+        for line in out
+            .lines()
+            .filter_map(|l| l.find(LINE_PREFIX).map(|i| &l[i..]))
+        {
+            if let Some(acq) = Acquisition::from_line(line) {
+                acqs.push(acq);
+                records += 1;
+            } else if let Some((name, n)) = count_from_line(line) {
+                counts.add(name, n);
+            } else {
+                problems.push(format!("child {index}: unparsable line {line:?}"));
+            }
+        }
+        match status {
+            Some(s) if s.success() => processes += 1,
+            _ => {
+                let tail: String = err
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                problems.push(format!(
+                    "child worker {index} failed ({status:?}, {records} records); stderr tail:\n{tail}"
+                ));
+            }
+        }
+    }
+    let workers_done = Instant::now();
+
+    // Leftover keys: right after the run (informative), then past the longest ttl (asserted).
+    thread::sleep(Duration::from_millis(200));
+    let keys_after_run = keys_per_node(&cluster);
+    let quiet_since = report.healed_at.unwrap_or(workers_done).max(workers_done);
+    let settle = quiet_since + MAX_TTL + report.max_latency + Duration::from_millis(500);
+    thread::sleep(settle.saturating_duration_since(Instant::now()));
+    let keys_left = keys_per_node(&cluster);
+
+    let mut counter_raw = counter_node.raw();
+    let counters: Vec<(u64, u64)> = (0..RESOURCES)
+        .map(|r| {
+            let actual = counter_raw.get(counter_key(r)).map_or(0, |v| {
+                String::from_utf8_lossy(&v).parse().unwrap_or(u64::MAX)
+            });
+            let expected = acqs
+                .iter()
+                .filter(|a| a.resource == r)
+                .map(|a| a.increments)
+                .sum();
+            (actual, expected)
+        })
+        .collect();
+
+    let exclusion = check_exclusion(&acqs, RESOURCES);
+    let quorum = (NODES / 2 + 1) as u64;
+    let lost_while_valid: Vec<(&Acquisition, String)> = acqs
+        .iter()
+        .filter_map(|a| a.lost_while_valid(quorum).map(|why| (a, why)))
+        .collect();
+    let misreported: Vec<(&Acquisition, String)> = acqs
+        .iter()
+        .filter_map(|a| a.release_misreported(quorum).map(|why| (a, why)))
+        .collect();
+
+    // --- the verdict ---
+    let start_ns = clock.ns(start);
+    let rel = |ns: Ns| (ns as f64 - start_ns as f64) / 1e6;
+    let show_audit = |audit: Option<&Audit>| {
+        audit.map_or_else(
+            || "-".to_owned(),
+            |a| format!("{} at {:.3}ms", a.seen, rel(a.at)),
+        )
+    };
+    let describe = |a: &Acquisition| {
+        let exts: Vec<String> = a
+            .extensions
+            .iter()
+            .map(|e| {
+                format!(
+                    "extend({}ms) {} at {:.3}..{:.3}, then valid_until {:.3}",
+                    e.ttl_ms,
+                    if e.ok { "ok" } else { "failed" },
+                    rel(e.start),
+                    rel(e.returned),
+                    rel(e.valid_until)
+                )
+            })
+            .collect();
+        let segs: Vec<String> = a
+            .segments()
+            .iter()
+            .map(|&(s, e)| format!("[{:.3}, {:.3})", rel(s), rel(e)))
+            .collect();
+        format!(
+            "{}#{} ttl={}ms lock() called at {:.3}ms granted={:.3}ms valid_until={:.3}ms {:?} \
+             release_start={} ending={:?} increments={} overran={} holder intervals {} \
+             audits (O ours, x other, - none, ? unknown): after grant {}, before release {}",
+            a.owner,
+            a.seq,
+            a.ttl_ms,
+            rel(a.requested),
+            rel(a.granted),
+            rel(a.valid_until),
+            exts,
+            a.release_start
+                .map_or_else(|| "-".to_owned(), |r| format!("{:.3}ms", rel(r))),
+            a.ending,
+            a.increments,
+            a.overran,
+            segs.join(" "),
+            show_audit(a.audit_grant.as_ref()),
+            show_audit(a.audit_end.as_ref()),
+        )
+    };
+    // Nemesis actions from 3 s before `from` to 0.5 s after `to`.
+    let nemesis_near = |from: Ns, to: Ns| -> String {
+        let (from, to) = (clock.instant(from), clock.instant(to));
+        report
+            .log
+            .iter()
+            .filter(|(t, _)| {
+                *t + Duration::from_secs(3) >= from && *t <= to + Duration::from_millis(500)
+            })
+            .map(|(_, line)| format!("      {line}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    if !exclusion.overlaps.is_empty() {
+        let mut text = format!(
+            "mutual exclusion violated: {} overlapping holder pairs, max overlap {:.3} ms",
+            exclusion.overlaps.len(),
+            exclusion.max_overlap_ns() as f64 / 1e6
+        );
+        for o in exclusion.overlaps.iter().take(5) {
+            text.push_str(&format!(
+                "\n  resource {} at {:.3}ms, overlap {:.3}ms:\n    first:  {}\n    second: {}\n    nemesis around it:\n{}",
+                o.resource,
+                rel(o.at),
+                o.overlap_ns as f64 / 1e6,
+                describe(&acqs[o.first]),
+                describe(&acqs[o.second]),
+                nemesis_near(
+                    acqs[o.first].requested.min(acqs[o.second].requested),
+                    o.at
+                )
+            ));
+        }
+        problems.push(text);
+    }
+    for (r, &(actual, expected)) in counters.iter().enumerate() {
+        if actual != expected {
+            let overran = acqs.iter().filter(|a| a.resource == r && a.overran).count();
+            problems.push(format!(
+                "counter of resource {r} is {actual}, but {expected} increments were written \
+                 under the lock ({overran} of them finished after the validity)"
+            ));
+        }
+    }
+    if !lost_while_valid.is_empty() {
+        let mut text = format!(
+            "{} locks were lost while still valid (a node that granted the key lost it before \
+             valid_until)",
+            lost_while_valid.len()
+        );
+        for (a, why) in lost_while_valid.iter().take(5) {
+            text.push_str(&format!(
+                "\n  {why}: {}\n    released at {:.3}..{:.3}ms\n    nemesis around it:\n{}",
+                describe(a),
+                rel(a.release_start.unwrap_or(0)),
+                rel(a.release_end.unwrap_or(0)),
+                nemesis_near(a.requested, a.release_end.unwrap_or(a.granted))
+            ));
+        }
+        problems.push(text);
+    }
+    if !misreported.is_empty() {
+        let mut text = format!(
+            "release() returned Ok(false) (\"a quorum no longer held our value\") for {} locks \
+             while they were valid and a quorum of nodes held the value or could not tell",
+            misreported.len()
+        );
+        for (a, why) in misreported.iter().take(3) {
+            text.push_str(&format!(
+                "\n  {why}: {}\n    released at {:.3}..{:.3}ms\n    nemesis around it:\n{}",
+                describe(a),
+                rel(a.release_start.unwrap_or(0)),
+                rel(a.release_end.unwrap_or(0)),
+                nemesis_near(a.requested, a.release_end.unwrap_or(a.granted))
+            ));
+        }
+        problems.push(text);
+    }
+    let left: usize = keys_left.iter().map(Vec::len).sum();
+    if left > 0 {
+        problems.push(format!(
+            "{left} lock keys left on the nodes after waiting past the longest ttl: {keys_left:?}"
+        ));
+    }
+    if report.max_faulty > MAX_FAULTY {
+        problems.push(format!(
+            "the nemesis faulted {} nodes at once (more than a minority)",
+            report.max_faulty
+        ));
+    }
+    let granted = counts.0.get("granted").copied().unwrap_or(0);
+    if granted != acqs.len() as u64 {
+        problems.push(format!(
+            "checker: {granted} locks were granted but {} records were collected",
+            acqs.len()
+        ));
+    }
+    if acqs.is_empty() {
+        problems.push("no lock was ever acquired".to_owned());
+    }
+
+    // --- the summary ---
+    let per_resource: Vec<String> = (0..RESOURCES)
+        .map(|r| format!("r{r}={}", acqs.iter().filter(|a| a.resource == r).count()))
+        .collect();
+    let endings: Vec<String> = [
+        Ending::Released,
+        Ending::Lost,
+        Ending::Uncertain,
+        Ending::Failed,
+        Ending::Dropped,
+        Ending::Abandoned,
+    ]
+    .iter()
+    .map(|e| {
+        format!(
+            "{}={}",
+            format!("{e:?}").to_lowercase(),
+            acqs.iter().filter(|a| a.ending == *e).count()
+        )
+    })
+    .collect();
+    let counter_text: Vec<String> = counters
+        .iter()
+        .enumerate()
+        .map(|(r, (actual, expected))| format!("r{r}={actual} (expected {expected})"))
+        .collect();
+    let handovers: Vec<String> = exclusion
+        .closest_handover
+        .iter()
+        .enumerate()
+        .map(|(r, gap)| match gap {
+            Some(ns) => format!("r{r}={:.3}ms", *ns as f64 / 1e6),
+            None => format!("r{r}=-"),
+        })
+        .collect();
+    let nemesis_actions: Vec<String> = report
+        .actions
+        .iter()
+        .map(|(name, n)| format!("{name}={n}"))
+        .collect();
+    let key_counts = |keys: &[Vec<String>]| -> String {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| format!("n{i}={}", k.len()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let chaos_time = workers_done.duration_since(start);
+    println!(
+        "chaos summary: seed={seed:#x}, {run:?} of chaos, workers: {PARENT_THREADS} threads in \
+         this process + {} child processes x {CHILD_THREADS} threads, {NODES} nodes (AOF always), \
+         {RESOURCES} resources\n\
+         \x20 acquisitions: {} total={}\n\
+         \x20 lock failures: {}\n\
+         \x20 node causes behind outage/mixed failures: {}\n\
+         \x20 extends: {}\n\
+         \x20 endings: {}\n\
+         \x20 critical sections: {}\n\
+         \x20 counters: {}\n\
+         \x20 nemesis: {} (max {} faulty at once, max latency {:?}, wall-vs-monotonic drift max {:?})\n\
+         \x20 exclusion: {} holder segments, {} overlaps, max overlap {:.3} ms, closest hand-over {}\n\
+         \x20 lost while valid: {}, release() misreports: {}\n\
+         \x20 lock keys 200 ms after the run: {}; after waiting past the max ttl: {}\n\
+         \x20 time: setup {:?}, chaos {:?}, drain and checks {:?}, total {:?}",
+        processes - 1,
+        per_resource.join(" "),
+        acqs.len(),
+        counts.list("lock."),
+        counts.list("node."),
+        counts.list("extend."),
+        endings.join(" "),
+        counts.list("cs."),
+        counter_text.join(" "),
+        nemesis_actions.join(" "),
+        report.max_faulty,
+        report.max_latency,
+        report.max_wall_drift,
+        exclusion.segments.iter().sum::<usize>(),
+        exclusion.overlaps.len(),
+        exclusion.max_overlap_ns() as f64 / 1e6,
+        handovers.join(" "),
+        lost_while_valid.len(),
+        misreported.len(),
+        key_counts(&keys_after_run),
+        key_counts(&keys_left),
+        setup,
+        chaos_time,
+        workers_done.elapsed(),
+        test_start.elapsed(),
+    );
+    let extra_errors = counts.list("release.error");
+    if extra_errors != "none" {
+        println!("  release errors: {extra_errors}");
+    }
+
+    if !problems.is_empty() {
+        let log: Vec<String> = report.log.iter().map(|(_, l)| l.clone()).collect();
+        println!("chaos: nemesis log:\n{}", log.join("\n"));
+        panic!(
+            "chaos: seed={seed:#x} (replay with RESPLOCK_CHAOS_SEED={seed:#x}): {} problem(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+}
+
+#[path = "chaos/repro.rs"]
+mod repro;
