@@ -34,8 +34,8 @@ use crate::url::NodeAddr;
 /// Most nodes a lock manager may have: rounds track node sets in one `u64`.
 pub const MAX_NODES: usize = 64;
 
-/// A node whose connection owes this many unread replies gets no new commands until it has
-/// answered them (a paused node gathers two per lock and release). It is neither closed nor
+/// A node whose connection owes this many unread replies gets no new `SET` until it has
+/// answered them (a paused node gathers two or three per lock and release). It is neither closed nor
 /// redialled meanwhile: connecting to a stopped server still succeeds, and every such
 /// connection would sit in its accept backlog until that fills and connects start to hang.
 const MAX_STALE: u32 = 256;
@@ -353,10 +353,15 @@ impl Nodes {
     /// Gets a target node's connection ready for this round: drains or holds back a node that
     /// owes too many replies, reconnects a connection that went bad while idle, dials where
     /// there is none. Returns `Pending` when a command may be sent, or the failure.
-    fn prepare(&self, node: usize, slot: &mut Option<Conn>) -> Vote {
-        if let Some(conn) = slot.as_mut().filter(|conn| conn.stale() >= MAX_STALE) {
-            // A node this far behind gets nothing new until it has answered what it owes:
-            // redialling a stopped server would only fill its accept backlog.
+    fn prepare(&self, node: usize, slot: &mut Option<Conn>, command: &Command<'_>) -> Vote {
+        let acquiring = matches!(command, Command::Acquire { .. });
+        if let Some(conn) = slot
+            .as_mut()
+            .filter(|c| acquiring && c.stale() >= MAX_STALE)
+        {
+            // A node this far behind gets no new SET until it has answered what it owes:
+            // redialling a stopped server would only fill its accept backlog. Releases and
+            // extends still go out, so every SET it was sent is followed by its release.
             match conn.drain() {
                 Ok(()) if conn.stale() >= MAX_STALE => {
                     return Vote::Failed(NodeError::Timeout(Phase::Read))
@@ -517,7 +522,7 @@ impl Nodes {
         let slow = self.slow_nodes(&latency);
         for (node, (slot, vote)) in conns.iter_mut().zip(votes.iter_mut()).enumerate() {
             *vote = if targets.contains(node) {
-                self.prepare(node, slot)
+                self.prepare(node, slot, command)
             } else {
                 Vote::Untouched
             };

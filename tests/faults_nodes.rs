@@ -665,3 +665,58 @@ fn loading_after_restart_is_a_transient_per_node_failure() {
     fake_b.wait_for_commands(4, HANG);
     assert_eq!(fake_b.command_names(), ["SET", "EVALSHA", "SET", "EVALSHA"]);
 }
+
+/// A node paused for a long time collects two unread replies per lock and release. Past the
+/// stale limit it gets no new commands rather than a new connection: connecting to a stopped
+/// server still succeeds, so redialling would only fill its accept backlog (and, once full,
+/// make every round wait a whole connect timeout). Resumed, it catches up on one connection.
+#[test]
+fn a_long_paused_node_is_held_back_not_redialled() {
+    let mut cluster = Cluster::start(5);
+    let dlm = manager(&cluster.urls(), PAUSED_WAIT);
+    let received = |node: &RedisNode| -> u64 {
+        let stats = node.raw().info("stats");
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("total_connections_received:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("INFO stats has total_connections_received")
+    };
+    dlm.try_lock("faults:long-pause", TTL)
+        .expect("healthy cluster")
+        .release()
+        .expect("released");
+    let before = received(&cluster[4]);
+    cluster[4].pause();
+    // 300 rounds: well past the 256 replies a connection may owe.
+    for round in 0..300 {
+        let started = Instant::now();
+        let guard = dlm
+            .try_lock("faults:long-pause", TTL)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(guard.release(), Ok(true), "round {round}");
+        assert!(started.elapsed() < HANG, "round {round} hung");
+    }
+    cluster[4].resume();
+    // Connections dialled while it was stopped waited in its backlog, ahead of this probe's.
+    let after = received(&cluster[4]);
+    assert_eq!(
+        after - before,
+        1,
+        "only the probe connected: the paused node was never redialled"
+    );
+    assert!(
+        wait_until(HANG, || cluster[4].raw().get("faults:long-pause").is_none()),
+        "the queued commands ran in order and left no key"
+    );
+    // Caught up, it is used again.
+    let guard = dlm
+        .try_lock("faults:long-pause", TTL)
+        .expect("after resume");
+    assert!(wait_until(HANG, || cluster[4]
+        .raw()
+        .get("faults:long-pause")
+        .as_deref()
+        == Some(guard.value())));
+    assert_eq!(guard.release(), Ok(true));
+}
