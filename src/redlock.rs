@@ -271,11 +271,9 @@ impl Redlock {
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
         let inner = &self.inner;
-        inner.release(
-            &mut inner.nodes.session(),
-            resource.as_ref(),
-            value.as_ref(),
-        )
+        let everywhere = NodeSet::all(inner.nodes.len());
+        let mut session = inner.nodes.session();
+        inner.release(&mut session, everywhere, resource.as_ref(), value.as_ref())
     }
 
     /// Resets the ttl of a lock known by its resource and value, on the nodes where that value
@@ -290,8 +288,10 @@ impl Redlock {
         ttl: Duration,
     ) -> Result<Duration, Error> {
         let inner = &self.inner;
+        let everywhere = NodeSet::all(inner.nodes.len());
         let mut session = inner.nodes.session();
-        inner.extend(&mut session, resource.as_ref(), value.as_ref(), ttl, None)
+        let (key, value) = (resource.as_ref(), value.as_ref());
+        inner.extend(&mut session, everywhere, key, value, ttl, None)
     }
 
     fn acquire<R: AsRef<[u8]>>(
@@ -330,6 +330,7 @@ impl Redlock {
                 return Ok(LockGuard {
                     inner: Arc::clone(inner),
                     session: session.take(),
+                    reached: round.sent,
                     resource,
                     value,
                     valid_until: end_of_validity(&round, ttl, drift),
@@ -383,13 +384,21 @@ impl Inner {
         Ok((millis, drift))
     }
 
-    fn release(&self, session: &mut Session, key: &[u8], value: &[u8]) -> Result<bool, Error> {
+    /// Releases on `targets`: every node for a lock known only by value, the nodes its
+    /// `SET` reached for a guard.
+    fn release(
+        &self,
+        session: &mut Session,
+        targets: NodeSet,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<bool, Error> {
         let nodes = &self.nodes;
         let command = Command::Release { key, value };
         let round = nodes.round(
             session,
             &command,
-            NodeSet::all(nodes.len()),
+            targets,
             Wait::AllHealthy,
             &mut NodeSet::default(),
         );
@@ -413,6 +422,7 @@ impl Inner {
     fn extend(
         &self,
         session: &mut Session,
+        targets: NodeSet,
         key: &[u8],
         value: &[u8],
         ttl: Duration,
@@ -424,7 +434,7 @@ impl Inner {
         let round = nodes.round(
             session,
             &command,
-            NodeSet::all(nodes.len()),
+            targets,
             Wait::UntilDecided,
             &mut NodeSet::default(),
         );
@@ -489,6 +499,10 @@ pub struct LockGuard<R: AsRef<[u8]>> {
     inner: Arc<Inner>,
     /// The connections the SETs went out on; back to the pool on drop.
     session: Session,
+    /// The nodes the winning round's `SET` was written to: the only ones that can hold our
+    /// key, so the only ones release and extend talk to (a node held back for owing too many
+    /// replies gets nothing more).
+    reached: NodeSet,
     resource: R,
     value: Value,
     valid_until: Instant,
@@ -518,7 +532,7 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
         self.valid_until.saturating_duration_since(Instant::now())
     }
 
-    /// Resets the lock's ttl to `ttl` on every node that still holds our value (`PEXPIRE` via
+    /// Resets the lock's ttl to `ttl` on every node its `SET` reached that still holds our value (`PEXPIRE` via
     /// `EVALSHA <extend>`), and returns the new validity: `ttl - elapsed - drift`, counted from
     /// the start of this round. Refused locally with [`Error::Expired`] once the validity is
     /// over, because the lock may then belong to someone else. On failure the guard keeps its
@@ -531,6 +545,7 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
         let valid_until = Some(&mut self.valid_until);
         self.inner.extend(
             &mut self.session,
+            self.reached,
             self.resource.as_ref(),
             &self.value,
             ttl,
@@ -538,14 +553,15 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
         )
     }
 
-    /// Releases the lock on every node (`EVALSHA <release>`, which deletes the key only if it
+    /// Releases the lock on every node its `SET` reached (`EVALSHA <release>`, which deletes the key only if it
     /// still holds our value). Returns `Ok(true)` when a quorum still held our value,
     /// `Ok(false)` when it did not (the lock had expired or was taken over), and
     /// [`Error::ReleaseUncertain`] when too many nodes failed to tell.
     pub fn release(mut self) -> Result<bool, Error> {
         self.armed = false;
+        let (key, value) = (self.resource.as_ref(), &self.value[..]);
         self.inner
-            .release(&mut self.session, self.resource.as_ref(), &self.value)
+            .release(&mut self.session, self.reached, key, value)
     }
 
     /// Keeps the lock when the guard is dropped: it then stays until its ttl runs out or
@@ -560,9 +576,10 @@ impl<R: AsRef<[u8]>> Drop for LockGuard<R> {
     fn drop(&mut self) {
         if self.armed {
             // Best effort: errors cannot be reported from drop, and keys expire on their own.
+            let (key, value) = (self.resource.as_ref(), &self.value[..]);
             let _ = self
                 .inner
-                .release(&mut self.session, self.resource.as_ref(), &self.value);
+                .release(&mut self.session, self.reached, key, value);
         }
         self.inner.nodes.give_back(self.session.take());
     }
