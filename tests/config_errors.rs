@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::errors::outage;
+
 use std::time::Duration;
 
 use resplock::{Error, NodeError, NodeFailure, Redlock, ServerError, ServerErrorKind};
@@ -25,20 +27,6 @@ fn manager(urls: &[String]) -> Redlock {
         .connect_timeout(Duration::from_secs(1))
         .build()
         .expect("valid configuration")
-}
-
-/// The failures of a `NotAcquired` that was an outage (nothing granted or held elsewhere).
-fn outage(err: &Error) -> Vec<NodeFailure> {
-    match err {
-        Error::NotAcquired {
-            granted: 0,
-            held_elsewhere: 0,
-            expired: false,
-            failures,
-            ..
-        } if !err.is_contention() => failures.clone(),
-        other => panic!("expected an outage NotAcquired, got {other:?}"),
-    }
 }
 
 /// Asserts every failure is a server error of `kind`, and returns their node indexes, sorted.

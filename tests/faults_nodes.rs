@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::errors::not_acquired;
+
 use std::time::{Duration, Instant};
 
 use resplock::{Error, NodeError, NodeFailure, Phase, Redlock, ServerErrorKind};
@@ -35,27 +37,6 @@ fn manager(urls: &[String], node_timeout: Duration) -> Redlock {
         .node_timeout(node_timeout)
         .build()
         .expect("valid configuration")
-}
-
-/// The fields of a `NotAcquired`, or a panic naming what came instead.
-fn not_acquired(err: &Error) -> (u32, usize, usize, bool, Vec<NodeFailure>) {
-    match err {
-        Error::NotAcquired {
-            attempts,
-            granted,
-            held_elsewhere,
-            expired,
-            failures,
-            ..
-        } => (
-            *attempts,
-            *granted,
-            *held_elsewhere,
-            *expired,
-            failures.clone(),
-        ),
-        other => panic!("expected NotAcquired, got {other:?}"),
-    }
 }
 
 /// Sorted node indexes of `failures`.
@@ -91,31 +72,6 @@ fn calls(node: &RedisNode, command: &str) -> u64 {
 fn warm_up(dlm: &Redlock) {
     let guard = dlm.lock("faults:warm-up", TTL).expect("warm-up lock");
     assert_eq!(guard.release(), Ok(true), "warm-up release");
-}
-
-/// A [`FaultProxy`] that resets its connections before it is dropped. Works around a race in
-/// the rig's `FaultProxy::drop`: it sets its shutdown flag first, so a connection's two writer
-/// threads may exit and unregister it before `reset_all` runs, leaving a reader blocked on a
-/// target that keeps the connection open (seen as a hung test on a loaded machine).
-struct Proxy(FaultProxy);
-
-impl Proxy {
-    fn for_node(node: &RedisNode) -> Proxy {
-        Proxy(FaultProxy::for_node(node))
-    }
-}
-
-impl std::ops::Deref for Proxy {
-    type Target = FaultProxy;
-    fn deref(&self) -> &FaultProxy {
-        &self.0
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.0.reset_all();
-    }
 }
 
 /// True for the ways a connection to a dead or cut-off node fails (never a timeout or a reply).
@@ -270,7 +226,7 @@ fn three_of_five_paused_is_an_outage_not_contention() {
 /// result and the value the node held.
 fn kill_between_set_and_reply<T: Send>(
     victim: &mut RedisNode,
-    proxy: &Proxy,
+    proxy: &FaultProxy,
     key: &str,
     call: impl FnOnce() -> T + Send,
 ) -> (T, Vec<u8>) {
@@ -296,7 +252,7 @@ fn node_killed_between_set_and_reply_in_a_minority_the_lock_holds() {
     let key = "faults:killed-minority";
     let mut cluster = Cluster::start(5);
     // Node 0's replies are held back long enough for the kill to happen first.
-    let proxy = Proxy::for_node(&cluster[0]);
+    let proxy = FaultProxy::for_node(&cluster[0]);
     proxy.set_latency_downstream(Duration::from_secs(10));
     let mut urls = cluster.urls();
     urls[0] = proxy.url();
@@ -331,7 +287,7 @@ fn node_killed_between_set_and_reply_without_quorum_fails_and_its_aof_key_outliv
     let mut down = RedisNode::start();
     down.stop();
     let healthy = RedisNode::start();
-    let proxy = Proxy::for_node(&victim);
+    let proxy = FaultProxy::for_node(&victim);
     proxy.set_latency_downstream(Duration::from_secs(10));
     let urls = [proxy.url(), down.url(), healthy.url()];
     let node_timeout = Duration::from_secs(5);
@@ -543,7 +499,7 @@ fn release_right_after_aof_restart_reaches_the_restarted_nodes() {
 fn partition_of_a_minority_then_a_majority_then_healed() {
     let key = "faults:partition";
     let mut cluster = Cluster::start(5);
-    let proxies: Vec<Proxy> = cluster.nodes().iter().map(Proxy::for_node).collect();
+    let proxies: Vec<FaultProxy> = cluster.nodes().iter().map(FaultProxy::for_node).collect();
     let urls: Vec<String> = proxies.iter().map(|p| p.url()).collect();
     let dlm = manager(&urls, HEALTHY);
     warm_up(&dlm);

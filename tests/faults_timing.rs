@@ -9,63 +9,19 @@
 
 mod support;
 
+use support::errors::not_acquired;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use resplock::script::{EXTEND_SCRIPT, EXTEND_SHA1, RELEASE_SCRIPT, RELEASE_SHA1};
-use resplock::{Error, NodeError, NodeFailure, Phase, Redlock, MAX_TTL};
+use resplock::{Error, NodeError, Phase, Redlock, MAX_TTL};
 use support::{wait_until, Action, Cluster, Command, FakeServer, FaultProxy, RedisNode};
 
 /// "Does not hang".
 const HANG: Duration = Duration::from_secs(2);
 
 const TTL: Duration = Duration::from_secs(30);
-
-/// A [`FaultProxy`] that resets its connections before it is dropped. Works around a race in
-/// the rig's `FaultProxy::drop`: it sets its shutdown flag first, so a connection's two writer
-/// threads may exit and unregister it before `reset_all` runs, leaving a reader blocked on a
-/// target that keeps the connection open (seen as a hung test on a loaded machine).
-struct Proxy(FaultProxy);
-
-impl Proxy {
-    fn for_node(node: &RedisNode) -> Proxy {
-        Proxy(FaultProxy::for_node(node))
-    }
-}
-
-impl std::ops::Deref for Proxy {
-    type Target = FaultProxy;
-    fn deref(&self) -> &FaultProxy {
-        &self.0
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.0.reset_all();
-    }
-}
-
-/// The fields of a `NotAcquired`, or a panic naming what came instead.
-fn not_acquired(err: &Error) -> (u32, usize, usize, bool, Vec<NodeFailure>) {
-    match err {
-        Error::NotAcquired {
-            attempts,
-            granted,
-            held_elsewhere,
-            expired,
-            failures,
-            ..
-        } => (
-            *attempts,
-            *granted,
-            *held_elsewhere,
-            *expired,
-            failures.clone(),
-        ),
-        other => panic!("expected NotAcquired, got {other:?}"),
-    }
-}
 
 /// The digest a real server answers to `SCRIPT LOAD` of one of our scripts.
 fn load_reply(cmd: &Command) -> Action {
@@ -284,7 +240,10 @@ fn release_never_reports_false_without_hearing_a_slow_node() {
 fn latency_past_the_ttl_fails_with_expired_and_leaves_no_key() {
     let key = "timing:latency-expired";
     let mut cluster = Cluster::start(3);
-    let proxies = [Proxy::for_node(&cluster[0]), Proxy::for_node(&cluster[1])];
+    let proxies = [
+        FaultProxy::for_node(&cluster[0]),
+        FaultProxy::for_node(&cluster[1]),
+    ];
     let urls = [proxies[0].url(), proxies[1].url(), cluster[2].url()];
     let dlm = Redlock::builder()
         .nodes(urls)
@@ -334,7 +293,7 @@ fn expired_keys(node: &RedisNode) -> u64 {
 fn latency_past_the_validity_fails_and_the_release_deletes_every_key() {
     let key = "timing:latency-released";
     let mut cluster = Cluster::start(3);
-    let proxies: Vec<Proxy> = cluster.nodes().iter().map(Proxy::for_node).collect();
+    let proxies: Vec<FaultProxy> = cluster.nodes().iter().map(FaultProxy::for_node).collect();
     let urls: Vec<String> = proxies.iter().map(|p| p.url()).collect();
     let dlm = Redlock::builder()
         .nodes(&urls)

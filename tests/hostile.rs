@@ -11,6 +11,8 @@
 
 mod support;
 
+use support::errors::outage;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -120,21 +122,6 @@ fn wire(fake: &FakeServer) -> Vec<(u64, String)> {
 
 fn wire_of(items: &[(u64, &str)]) -> Vec<(u64, String)> {
     items.iter().map(|(c, n)| (*c, (*n).to_owned())).collect()
-}
-
-/// The failures of a `NotAcquired` after checking it was an outage: nothing granted, nothing
-/// held elsewhere, not expired, not contention.
-fn outage(err: &Error) -> Vec<NodeFailure> {
-    match err {
-        Error::NotAcquired {
-            granted: 0,
-            held_elsewhere: 0,
-            expired: false,
-            failures,
-            ..
-        } if !err.is_contention() => failures.clone(),
-        other => panic!("expected an outage NotAcquired, got {other:?}"),
-    }
 }
 
 /// A fake that answers `SET` with `set` and everything else with `:0`.

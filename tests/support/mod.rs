@@ -13,11 +13,13 @@
 //! - [`proxy`]: [`FaultProxy`]: latency per direction, black hole, reset, partition.
 //! - [`fake`]: [`FakeServer`] answering per command with an [`Action`], and [`NeverAccepts`]
 //!   for connect timeouts.
+//! - [`errors`]: assertions on the crate's `NotAcquired` errors.
 //!
 //! Depends only on std, `resplock::resp` (the codec) and `socket2` (already a dependency of the
 //! crate; used for `SO_LINGER` 0 resets and a listen backlog of 0).
 #![allow(dead_code, unused_imports)]
 
+pub mod errors;
 pub mod fake;
 pub mod proxy;
 pub mod raw;
