@@ -25,6 +25,16 @@ use crate::error::{NodeError, Phase, ProtocolError, ServerError};
 use crate::resp::{self, Limits, Reply, Status};
 use crate::url::NodeAddr;
 
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("peer", &self.stream.peer_addr().ok())
+            .field("stale", &self.stale)
+            .field("lagging", &self.lagging)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Initial size of the read and write buffers: every reply a lock sees fits.
 const INITIAL_BUFFER: usize = 512;
 

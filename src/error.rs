@@ -2,63 +2,23 @@
 //!
 //! [`Error`] is what public calls return. [`NodeError`] is why one node did not vote, carried
 //! per node inside [`Error::NotAcquired`] and friends so that contention (another owner holds
-//! the key) can be told apart from an outage (nodes that failed, and how). [`ProtocolError`] is
-//! the codec's small `Copy` error. Messages are lowercase without trailing periods, and never
-//! contain a password.
+//! the key) can be told apart from an outage (nodes that failed, and how). The rules a
+//! configuration, a URL or a ttl can break are small `Copy` enums ([`ConfigRule`], [`UrlRule`],
+//! [`TtlRule`]), each with one message table. [`ProtocolError`] is the codec's own and lives in
+//! [`crate::resp`]. `source()` leads from an [`Error`] to the first failed node and on to its
+//! protocol or server error. Messages are lowercase without trailing periods, and never contain
+//! a password.
 
 use std::fmt;
 use std::io;
+use std::ops::Deref;
 use std::time::Duration;
 
-/// A RESP2 frame that can never become valid, whatever bytes follow.
-///
-/// Returned by [`crate::resp::decode`]. A connection that sees one is closed: RESP has no
-/// way to resynchronise after a bad frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ProtocolError {
-    /// The first byte of a reply is not one of `+ - : $ *` (RESP3 type bytes included).
-    BadTypeByte,
-    /// A `:` integer is empty, has a sign other than one leading `-`, a leading zero, `-0`,
-    /// a non-digit, or overflows `i64`.
-    BadInteger,
-    /// A `$` or `*` length has the same defects as a bad integer.
-    BadLength,
-    /// A `$` or `*` length is below -1.
-    LengthOutOfRange,
-    /// A bulk payload is not followed by `\r\n`.
-    MissingCrlf,
-    /// A line holds a lone `\n`, or a `\r` not followed by `\n`.
-    BadLine,
-    /// Arrays nest deeper than [`crate::resp::Limits::max_depth`].
-    TooDeep,
-    /// A bulk length exceeds `max_bulk_len`, a line exceeds `max_line_len`, or a reply does
-    /// not fit the connection's reply buffer.
-    TooLarge,
-    /// An array's declared count exceeds `max_array_len`.
-    TooManyElements,
-}
-
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::BadTypeByte => "invalid reply type byte",
-            Self::BadInteger => "invalid integer",
-            Self::BadLength => "invalid length",
-            Self::LengthOutOfRange => "length below -1",
-            Self::MissingCrlf => "bulk payload not followed by crlf",
-            Self::BadLine => "lone cr or lf in a line",
-            Self::TooDeep => "arrays nested too deep",
-            Self::TooLarge => "reply too large",
-            Self::TooManyElements => "array has too many elements",
-        })
-    }
-}
-
-impl std::error::Error for ProtocolError {}
+pub use crate::resp::ProtocolError;
 
 /// The step of a node operation that an I/O error or a timeout interrupted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Phase {
     /// Resolving the host name.
     Resolve,
@@ -208,6 +168,8 @@ impl fmt::Display for ServerError {
     }
 }
 
+impl std::error::Error for ServerError {}
+
 /// Why one node did not vote (or did not answer) in a round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -238,6 +200,9 @@ pub enum NodeError {
     /// A node known to be slow had not answered when the round was decided, so it was not
     /// waited for; the command was sent and its outcome is unknown.
     NotAwaited,
+    /// The node's connection owes so many unread replies (it is paused or cut off) that no
+    /// new lock was sent to it until it answers; nothing was sent this round.
+    HeldBack,
 }
 
 impl NodeError {
@@ -262,11 +227,20 @@ impl fmt::Display for NodeError {
             Self::UnexpectedReply => f.write_str("unexpected reply type for the command"),
             Self::ScriptDigestMismatch => f.write_str("script load returned another digest"),
             Self::NotAwaited => f.write_str("slow node not awaited once the round was decided"),
+            Self::HeldBack => f.write_str("held back: owes too many unread replies"),
         }
     }
 }
 
-impl std::error::Error for NodeError {}
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Protocol(e) => Some(e),
+            Self::Server(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// One node's failure in a round, with the node it happened on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -285,6 +259,12 @@ impl fmt::Display for NodeFailure {
     }
 }
 
+impl std::error::Error for NodeFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
 /// Everything a public call of this crate can fail with.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -293,19 +273,22 @@ pub enum Error {
     InvalidUrl {
         /// The offending URL, password redacted.
         url: String,
-        /// What is wrong with it.
-        reason: &'static str,
+        /// The rule it breaks (it also reads as its message: `reason.contains("port")`).
+        reason: UrlRule,
     },
     /// The configuration is unusable (no nodes, a node listed twice, a zero timeout, a drift
     /// factor outside `[0, 1)`, ...). Detected before any I/O.
+    ///
+    /// The text is [`ConfigRule::message`] of the rule that failed; [`Error::config_rule`]
+    /// gives the rule itself.
     InvalidConfig(&'static str),
     /// The ttl is zero, not a whole number of milliseconds, above [`crate::MAX_TTL`], or not
     /// longer than the clock-drift margin. Detected before any I/O.
     InvalidTtl {
         /// The ttl that was asked for.
         ttl: Duration,
-        /// What is wrong with it.
-        reason: &'static str,
+        /// The rule it breaks (it also reads as its message).
+        reason: TtlRule,
     },
     /// No attempt reached a quorum with time left on the lock.
     ///
@@ -428,9 +411,29 @@ fn write_failures(f: &mut fmt::Formatter<'_>, failures: &[NodeFailure]) -> fmt::
     Ok(())
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    /// The first failed node, for the variants that carry per-node failures; from there,
+    /// [`NodeError`]'s own source is the protocol or server error.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.node_failures()
+            .first()
+            .map(|failure| failure as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl Error {
+    /// The rule an [`Error::InvalidConfig`] broke.
+    pub fn config_rule(&self) -> Option<ConfigRule> {
+        match self {
+            Self::InvalidConfig(message) => ConfigRule::from_message(message),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn config(rule: ConfigRule) -> Self {
+        Self::InvalidConfig(rule.message())
+    }
+
     /// True when the failure to acquire was due to contention only: no node failed and
     /// the lock is held by another owner.
     pub fn is_contention(&self) -> bool {
@@ -446,5 +449,196 @@ impl Error {
             | Self::ReleaseUncertain { failures, .. } => failures,
             _ => &[],
         }
+    }
+}
+
+/// Defines a `Copy` reason enum with one message per variant, as `httparse::Error` does: the
+/// message table is the single place the text lives.
+macro_rules! rules {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($(#[$vdoc:meta])* $variant:ident => $message:literal,)* }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every rule, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The rule's message: lowercase, no trailing period.
+            pub const fn message(self) -> &'static str {
+                match self {
+                    $($name::$variant => $message,)*
+                }
+            }
+
+            /// The rule whose message this is.
+            pub fn from_message(message: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|rule| rule.message() == message)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.message())
+            }
+        }
+
+        /// Reads as its message, so code that treated the reason as text keeps working.
+        impl Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                self.message()
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.message() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.message() == *other
+            }
+        }
+    };
+}
+
+rules! {
+    /// Why a [`crate::Builder`] configuration was refused ([`Error::InvalidConfig`]).
+    ConfigRule {
+        /// No node URLs were given.
+        NoNodes => "no nodes",
+        /// More than [`crate::MAX_NODES`] nodes.
+        TooManyNodes => "more than 64 nodes",
+        /// Two URLs name the same server (host and port, whatever the database or password).
+        DuplicateNode => "a node is listed twice",
+        /// `retries` is `u32::MAX` (there would be no attempt count left to report).
+        Retries => "retries must be below u32::MAX",
+        /// `drift_factor` is NaN, negative, or 1 or more.
+        DriftFactor => "drift_factor must be in [0, 1)",
+        /// `node_timeout` is zero or above an hour.
+        NodeTimeout => "node_timeout must be in (0, 1 h]",
+        /// `connect_timeout` is zero or above an hour.
+        ConnectTimeout => "connect_timeout must be in (0, 1 h]",
+        /// `retry_delay` or `retry_jitter` is above an hour.
+        RetryDelay => "retry_delay and retry_jitter must be at most 1 h",
+    }
+}
+
+rules! {
+    /// Why a node URL was refused ([`Error::InvalidUrl`]).
+    UrlRule {
+        /// No `scheme://`.
+        MissingScheme => "missing redis:// scheme",
+        /// `rediss://` without TLS support.
+        TlsUnsupported => "tls (rediss://) is not supported",
+        /// A scheme other than `redis://`.
+        BadScheme => "scheme must be redis://",
+        /// `?` or `#` in the URL.
+        QueryOrFragment => "query strings and fragments are not supported",
+        /// Whitespace or a control character anywhere.
+        Whitespace => "whitespace or control character",
+        /// `user@host` without a `:`.
+        Credentials => "credentials must be user:password or :password",
+        /// A `%` not followed by two hex digits.
+        PercentEncoding => "bad percent-encoding",
+        /// `user:@host`.
+        EmptyPassword => "empty password",
+        /// No host before the port or path.
+        MissingHost => "missing host",
+        /// `[` without `]`.
+        UnclosedBracket => "unclosed [ in ipv6 address",
+        /// Brackets around something that is not an IPv6 address.
+        BadIpv6 => "invalid ipv6 address",
+        /// Bytes between `]` and `:port`.
+        JunkAfterBracket => "junk after ]",
+        /// An IPv6 address without brackets.
+        UnbracketedIpv6 => "ipv6 addresses must be in brackets",
+        /// Port 0 or above 65535.
+        PortRange => "port out of range",
+        /// A port that is empty or not digits.
+        BadPort => "invalid port",
+        /// A path that is not a database number.
+        BadPath => "path must be a database number",
+        /// A database number above 2^31 - 1.
+        DatabaseRange => "database index out of range",
+    }
+}
+
+rules! {
+    /// Why a ttl was refused ([`Error::InvalidTtl`]).
+    TtlRule {
+        /// Zero.
+        Zero => "ttl must be positive",
+        /// Not a whole number of milliseconds.
+        SubMillisecond => "ttl must be a whole number of milliseconds",
+        /// Above [`crate::MAX_TTL`].
+        TooLong => "ttl above MAX_TTL",
+        /// Not longer than `ttl * drift_factor + 2 ms`.
+        WithinDrift => "ttl not longer than the clock-drift margin",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn every_rule_has_its_own_message() {
+        fn distinct(messages: &[&str]) -> bool {
+            let mut sorted = messages.to_vec();
+            sorted.sort_unstable();
+            sorted.windows(2).all(|pair| pair.first() != pair.last())
+        }
+        let config: Vec<_> = ConfigRule::ALL.iter().map(|r| r.message()).collect();
+        let url: Vec<_> = UrlRule::ALL.iter().map(|r| r.message()).collect();
+        let ttl: Vec<_> = TtlRule::ALL.iter().map(|r| r.message()).collect();
+        assert!(distinct(&config) && distinct(&url) && distinct(&ttl));
+        for &rule in ConfigRule::ALL {
+            assert_eq!(Error::config(rule).config_rule(), Some(rule));
+        }
+        assert_eq!(Error::Expired.config_rule(), None);
+        assert!(UrlRule::PortRange.contains("port"));
+        assert_eq!(UrlRule::BadPort, "invalid port");
+    }
+
+    #[test]
+    fn source_walks_from_the_error_to_the_node_cause() {
+        let failure = NodeFailure {
+            node: 2,
+            addr: "127.0.0.1:7003".into(),
+            error: NodeError::Protocol(ProtocolError::TooDeep),
+        };
+        let err = Error::NotAcquired {
+            attempts: 1,
+            quorum: 2,
+            granted: 1,
+            held_elsewhere: 0,
+            expired: false,
+            failures: vec![failure.clone()],
+        };
+        let node = err.source().map(ToString::to_string);
+        assert_eq!(node, Some(failure.to_string()));
+        let cause = err
+            .source()
+            .and_then(|s| s.source())
+            .map(ToString::to_string);
+        assert_eq!(cause, Some(failure.error.to_string()));
+        let root = err
+            .source()
+            .and_then(|s| s.source())
+            .and_then(|s| s.source())
+            .map(ToString::to_string);
+        assert_eq!(root, Some(ProtocolError::TooDeep.to_string()));
+        assert!(Error::Expired.source().is_none());
     }
 }

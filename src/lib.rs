@@ -44,18 +44,29 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod builder;
+mod command;
 mod conn;
+mod drive;
 pub mod error;
+mod guard;
+mod health;
 mod nodes;
+mod pool;
 mod quorum;
 mod redlock;
 pub mod resp;
+mod round;
 pub mod script;
+mod sync;
 pub mod url;
 
+pub use builder::Builder;
 pub use error::{
-    Error, NodeError, NodeFailure, Phase, ProtocolError, ServerError, ServerErrorKind,
+    ConfigRule, Error, NodeError, NodeFailure, Phase, ProtocolError, ServerError, ServerErrorKind,
+    TtlRule, UrlRule,
 };
+pub use guard::LockGuard;
 pub use nodes::{CONNECT_BACKOFF, MAX_NODES};
-pub use redlock::{Builder, LockGuard, Redlock, MAX_TTL};
+pub use redlock::{Redlock, MAX_TTL};
 pub use url::NodeAddr;

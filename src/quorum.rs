@@ -1,7 +1,51 @@
 //! Redlock's arithmetic, with no sockets and no clock: quorum size, drift margin, validity,
-//! when a round is decided, and retry jitter. Time comes in as durations already measured.
+//! when a round is decided, retry jitter, and the node sets that rounds count with. Time comes
+//! in as durations already measured.
 
 use std::time::Duration;
+
+/// Most nodes a lock manager may have: a [`NodeSet`] is one `u64`.
+pub const MAX_NODES: usize = 64;
+
+/// A set of node indexes below [`MAX_NODES`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct NodeSet(u64);
+
+impl NodeSet {
+    /// Nodes `0..nodes`.
+    pub fn all(nodes: usize) -> Self {
+        match nodes {
+            0 => Self(0),
+            n if n >= MAX_NODES => Self(u64::MAX),
+            n => Self((1u64 << n) - 1),
+        }
+    }
+
+    pub fn contains(self, node: usize) -> bool {
+        node < MAX_NODES && self.0 & (1 << node) != 0
+    }
+
+    pub fn insert(&mut self, node: usize) {
+        debug_assert!(node < MAX_NODES, "node {node} out of range");
+        if node < MAX_NODES {
+            self.0 |= 1 << node;
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    #[cfg(test)]
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The members, in increasing order.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_NODES).filter(move |&node| self.contains(node))
+    }
+}
 
 /// Expiry resolution of Redis (1 ms) plus one: added to every drift margin, as the distlock
 /// page prescribes.
@@ -44,6 +88,21 @@ pub fn jitter(max: Duration, random: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_sets_hold_up_to_64_nodes() {
+        let all = NodeSet::all(64);
+        assert!(all.contains(0) && all.contains(63) && !all.contains(64));
+        assert_eq!(all.len(), 64);
+        let five = NodeSet::all(5);
+        assert!(five.contains(4) && !five.contains(5));
+        assert_eq!(five.iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert!(NodeSet::all(0).is_empty());
+        let mut set = NodeSet::default();
+        set.insert(3);
+        set.insert(1);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [1, 3]);
+    }
 
     #[test]
     fn quorum_is_an_integer_majority() {

@@ -12,12 +12,63 @@
 //! - [`encode_command`] appends a RESP2 array of bulk strings, reserving [`encoded_len`] bytes
 //!   once and formatting lengths without `fmt`.
 //!
-//! Strictness follows hiredis' `read.c`, and is stricter where it is lax: only the five RESP2
-//! type bytes; integers and lengths with no `+`, no spaces, no leading zeros, no `-0`, overflow
-//! checked; lengths below -1 rejected; a lone CR or LF in a line rejected; a bulk payload must be
-//! followed by CRLF.
+//! Strictness follows hiredis' `read.c` (integers and lengths with no `+`, no spaces, no
+//! leading zeros, no `-0`, overflow checked; lengths below -1 rejected; a lone CR or LF in a
+//! line rejected). It differs in three places: a bulk payload must be followed by exactly
+//! CRLF (hiredis takes the two bytes after it on trust), RESP3 type bytes are errors rather
+//! than replies, and every limit is applied while a line arrives, before its CRLF.
+//!
+//! The module depends on nothing else in the crate: it can be fuzzed, benchmarked and reused
+//! on its own.
 
-pub use crate::error::ProtocolError;
+use std::fmt;
+
+/// A RESP2 frame that can never become valid, whatever bytes follow.
+///
+/// Returned by [`crate::resp::decode`]. A connection that sees one is closed: RESP has no
+/// way to resynchronise after a bad frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The first byte of a reply is not one of `+ - : $ *` (RESP3 type bytes included).
+    BadTypeByte,
+    /// A `:` integer is empty, has a sign other than one leading `-`, a leading zero, `-0`,
+    /// a non-digit, or overflows `i64`.
+    BadInteger,
+    /// A `$` or `*` length has the same defects as a bad integer.
+    BadLength,
+    /// A `$` or `*` length is below -1.
+    LengthOutOfRange,
+    /// A bulk payload is not followed by `\r\n`.
+    MissingCrlf,
+    /// A line holds a lone `\n`, or a `\r` not followed by `\n`.
+    BadLine,
+    /// Arrays nest deeper than [`crate::resp::Limits::max_depth`].
+    TooDeep,
+    /// A bulk length exceeds `max_bulk_len`, a line exceeds `max_line_len`, or a reply does
+    /// not fit the connection's reply buffer.
+    TooLarge,
+    /// An array's declared count exceeds `max_array_len`.
+    TooManyElements,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BadTypeByte => "invalid reply type byte",
+            Self::BadInteger => "invalid integer",
+            Self::BadLength => "invalid length",
+            Self::LengthOutOfRange => "length below -1",
+            Self::MissingCrlf => "bulk payload not followed by crlf",
+            Self::BadLine => "lone cr or lf in a line",
+            Self::TooDeep => "arrays nested too deep",
+            Self::TooLarge => "reply too large",
+            Self::TooManyElements => "array has too many elements",
+        })
+    }
+}
+
+impl std::error::Error for ProtocolError {}
 
 /// The result of decoding a prefix of a byte stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

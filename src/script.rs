@@ -2,20 +2,27 @@
 //!
 //! Contract: both scripts compare the key's value with ours before touching it, so release and
 //! extend never delete or prolong another owner's lock, and extend never re-creates a key that
-//! has gone. They run with `EVALSHA`; on `NOSCRIPT` the connection layer sends `SCRIPT LOAD`
-//! once, checks that the digest it returns is the constant here, and retries once. `EVAL` is
+//! has gone. They run with `EVALSHA`. Every new connection loads them all first; on `NOSCRIPT`
+//! the round (`round.rs`) asks for one `SCRIPT LOAD` per node per public call, the driver
+//! checks that the digest it returns is the constant here, and retries the command once. `EVAL` is
 //! never sent. The texts are public so that other processes and other Redlock clients can
 //! release or extend a lock by `(resource, value)` with the same semantics.
 
 /// Deletes `KEYS[1]` if its value is `ARGV[1]`; returns 1 if deleted, 0 otherwise.
-pub const RELEASE_SCRIPT: &str = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
+pub const RELEASE_SCRIPT: &str = concat!(
+    r#"if redis.call("get",KEYS[1]) == ARGV[1] then "#,
+    r#"return redis.call("del",KEYS[1]) else return 0 end"#
+);
 
 /// SHA1 of [`RELEASE_SCRIPT`], lowercase hex, as `SCRIPT LOAD` returns it.
 pub const RELEASE_SHA1: &str = "b70c2384248f88e6b75b9f89241a180f856ad852";
 
 /// Sets the ttl of `KEYS[1]` to `ARGV[2]` milliseconds if its value is `ARGV[1]`; returns 1 if
 /// extended, 0 otherwise (the key is gone or belongs to someone else).
-pub const EXTEND_SCRIPT: &str = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("pexpire",KEYS[1],ARGV[2]) else return 0 end"#;
+pub const EXTEND_SCRIPT: &str = concat!(
+    r#"if redis.call("get",KEYS[1]) == ARGV[1] then "#,
+    r#"return redis.call("pexpire",KEYS[1],ARGV[2]) else return 0 end"#
+);
 
 /// SHA1 of [`EXTEND_SCRIPT`], lowercase hex.
 pub const EXTEND_SHA1: &str = "36e94d1c6e02fcefaa7ee5d79eee614dbac55f10";
@@ -36,3 +43,6 @@ pub(crate) const EXTEND: Script = Script {
     source: EXTEND_SCRIPT,
     sha1: EXTEND_SHA1,
 };
+
+/// Every script, in the order a new connection loads them.
+pub(crate) const ALL: [Script; 2] = [RELEASE, EXTEND];

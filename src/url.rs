@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-use crate::error::{Error, NodeError};
+use crate::error::{Error, NodeError, UrlRule};
 
 /// The default Redis port.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -33,21 +33,21 @@ impl NodeAddr {
         };
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| fail("missing redis:// scheme"))?;
+            .ok_or_else(|| fail(UrlRule::MissingScheme))?;
         if scheme.eq_ignore_ascii_case("rediss") {
-            return Err(fail("tls (rediss://) is not supported"));
+            return Err(fail(UrlRule::TlsUnsupported));
         }
         if !scheme.eq_ignore_ascii_case("redis") {
-            return Err(fail("scheme must be redis://"));
+            return Err(fail(UrlRule::BadScheme));
         }
         if rest.contains(['?', '#']) {
-            return Err(fail("query strings and fragments are not supported"));
+            return Err(fail(UrlRule::QueryOrFragment));
         }
         if rest
             .bytes()
             .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         {
-            return Err(fail("whitespace or control character"));
+            return Err(fail(UrlRule::Whitespace));
         }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -59,12 +59,12 @@ impl NodeAddr {
             Some(info) => {
                 let (user, password) = info
                     .split_once(':')
-                    .ok_or_else(|| fail("credentials must be user:password or :password"))?;
-                let user = percent_decode(user).ok_or_else(|| fail("bad percent-encoding"))?;
+                    .ok_or_else(|| fail(UrlRule::Credentials))?;
+                let user = percent_decode(user).ok_or_else(|| fail(UrlRule::PercentEncoding))?;
                 let password =
-                    percent_decode(password).ok_or_else(|| fail("bad percent-encoding"))?;
+                    percent_decode(password).ok_or_else(|| fail(UrlRule::PercentEncoding))?;
                 if password.is_empty() {
-                    return Err(fail("empty password"));
+                    return Err(fail(UrlRule::EmptyPassword));
                 }
                 ((!user.is_empty()).then_some(user), Some(password))
             }
@@ -76,8 +76,8 @@ impl NodeAddr {
                 .parse::<u32>()
                 .ok()
                 .filter(|&db| db <= i32::MAX as u32)
-                .ok_or_else(|| fail("database index out of range"))?,
-            _ => return Err(fail("path must be a database number")),
+                .ok_or_else(|| fail(UrlRule::DatabaseRange))?,
+            _ => return Err(fail(UrlRule::BadPath)),
         };
         Ok(Self {
             host: canonical_host(host),
@@ -166,29 +166,28 @@ fn canonical_host(host: &str) -> String {
     }
 }
 
-fn split_host_port(hostport: &str) -> Result<(&str, u16), &'static str> {
+fn split_host_port(hostport: &str) -> Result<(&str, u16), UrlRule> {
     let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or("unclosed [ in ipv6 address")?;
+        let (host, after) = bracketed.split_once(']').ok_or(UrlRule::UnclosedBracket)?;
         if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err("invalid ipv6 address");
+            return Err(UrlRule::BadIpv6);
         }
         match after {
             "" => (host, None),
-            after => (host, Some(after.strip_prefix(':').ok_or("junk after ]")?)),
+            after => (
+                host,
+                Some(after.strip_prefix(':').ok_or(UrlRule::JunkAfterBracket)?),
+            ),
         }
     } else {
         match hostport.split_once(':') {
-            Some((_, port)) if port.contains(':') => {
-                return Err("ipv6 addresses must be in brackets")
-            }
+            Some((_, port)) if port.contains(':') => return Err(UrlRule::UnbracketedIpv6),
             Some((host, port)) => (host, Some(port)),
             None => (hostport, None),
         }
     };
     if host.is_empty() {
-        return Err("missing host");
+        return Err(UrlRule::MissingHost);
     }
     let port = match port {
         None => DEFAULT_PORT,
@@ -196,8 +195,8 @@ fn split_host_port(hostport: &str) -> Result<(&str, u16), &'static str> {
             .parse::<u16>()
             .ok()
             .filter(|&p| p != 0)
-            .ok_or("port out of range")?,
-        Some(_) => return Err("invalid port"),
+            .ok_or(UrlRule::PortRange)?,
+        Some(_) => return Err(UrlRule::BadPort),
     };
     Ok((host, port))
 }
@@ -229,7 +228,7 @@ fn hex_value(byte: u8) -> Option<u8> {
 /// The URL with everything before the last `@` (after the scheme, when there is one)
 /// replaced, so errors can quote it without leaking a password. The path can only be a
 /// database number, so any `@` belongs to the credentials, even in a garbled URL.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((credentials, host)) = url.rsplit_once('@') else {
         return url.to_owned();
     };
@@ -250,7 +249,7 @@ mod tests {
         }
     }
 
-    fn reason(url: &str) -> &'static str {
+    fn reason(url: &str) -> UrlRule {
         match NodeAddr::parse(url) {
             Err(Error::InvalidUrl { reason, url: shown }) => {
                 assert!(!shown.contains("secret"), "password leaked: {shown}");
