@@ -6,9 +6,12 @@
 //! so it can hold a lock while resplock acts, and asserts the keys left on every node with
 //! [`support::Raw`].
 //!
-//! The interpreter is `$RESPLOCK_PYTHON`, else `target/interop-venv/bin/python` under the
-//! crate root, which `bash .ci/interop-env.sh` creates with pinned `redlock-py` and `redis`.
-//! Without it (or without the `redlock` module) these tests FAIL and say so; they never skip.
+//! The interpreter is `$RESPLOCK_PYTHON`, else `target/interop-venv/bin/python` (in the cargo
+//! target dir), a venv with pinned `redlock-py` and `redis` that the first test to need it
+//! builds from PyPI, once even when several test processes start together
+//! (`tests/interop/venv.rs`; it needs `python3` with its venv module, e.g. Debian's
+//! `python3-venv`, and PyPI on first use). When that cannot be done these tests FAIL with what
+//! is missing and how to fix it; they never skip.
 //!
 //! What redlock-py 1.0.8 does (`redlock/__init__.py`, line numbers of that release):
 //! - Key: the resource verbatim (`server.set(resource, val, nx=True, px=ttl)`, l.76), as in
@@ -43,12 +46,14 @@
 //!   its `MultipleRedlockException` (l.131-132) is unreachable.
 
 mod support;
+#[path = "interop/venv.rs"]
+mod venv;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -62,9 +67,8 @@ const TTL: Duration = Duration::from_millis(TTL_MS);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A resplock-shaped value nobody holds.
 const STRANGER: &[u8] = b"0123456789abcdef0123456789abcdef";
-const SETUP_HINT: &str = "run `bash .ci/interop-env.sh` from the repository root (it creates \
-     target/interop-venv with redlock-py and redis), or point RESPLOCK_PYTHON at a python that \
-     can `import redlock, redis`";
+const SETUP_HINT: &str = "delete target/interop-venv to have the tests rebuild it from PyPI, or \
+     point RESPLOCK_PYTHON at a python that can `import redlock, redis`";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -88,23 +92,24 @@ fn show(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
 }
 
+/// The interpreter for the driver: [`venv::prepare`] on the real environment, once per test
+/// process (it builds the venv on first use). Panics with its one-paragraph fix otherwise.
 fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("RESPLOCK_PYTHON").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "RESPLOCK_PYTHON={} is not a file; {SETUP_HINT}",
-            p.display()
-        );
-        return p;
+    static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        venv::prepare(&venv::Setup::from_env()).map(|ready| {
+            eprintln!(
+                "interop-env: interpreter {} ({})",
+                ready.python.display(),
+                ready.versions
+            );
+            ready.python
+        })
+    });
+    match ready {
+        Ok(python) => python.clone(),
+        Err(msg) => panic!("{msg}"),
     }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python");
-    assert!(
-        p.is_file(),
-        "redlock-py interop: no interpreter at {}; {SETUP_HINT}",
-        p.display()
-    );
-    p
 }
 
 /// What one `lock()` call of redlock-py did. `key` is the value it generated for that call.
@@ -364,6 +369,26 @@ fn all(cluster: &Cluster) -> Vec<usize> {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/// The first use on a fresh clone: `cargo test` alone makes the Python side ready (or fails with
+/// what is missing). `bash .ci/interop-env.sh` runs just this test to prebuild the venv.
+#[test]
+fn the_interop_python_is_ready() {
+    let python = python();
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import redlock, redis; print(redlock.Redlock.__name__)",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        out.status.success() && out.stdout.starts_with(b"Redlock"),
+        "{} cannot import redlock-py: {}",
+        python.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 #[test]
 fn redlock_py_quorum_and_retry_semantics_match_what_the_docs_say() {
