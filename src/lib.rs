@@ -40,7 +40,12 @@
 //! - [`resp`]: the sans-IO RESP2 decoder and command encoder.
 //! - [`script`]: the release and extend scripts with their SHA1 digests.
 //! - [`url`]: node URL parsing.
-//! - [`error`]: every error type.
+//! - [`error`]: every error type, and the rules a configuration, URL or ttl can break.
+//!
+//! Inside, a public call runs *rounds*: a pure state machine (`round.rs`) decides what to read
+//! and when the round is over, and a thin driver (`drive.rs`) does the socket work.
+//! `ARCHITECTURE.md` in the repository shows the modules, the one-way data flow, where each
+//! invariant is enforced and how a new kind of round plugs in.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -57,6 +62,7 @@ mod quorum;
 mod redlock;
 pub mod resp;
 mod round;
+mod rules;
 pub mod script;
 mod sync;
 pub mod url;
