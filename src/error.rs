@@ -341,6 +341,16 @@ pub enum Error {
     },
     /// The operating system's random number generator failed.
     Entropy,
+    /// A read-only round (such as [`crate::Redlock::inspect`]) heard fewer than a quorum of
+    /// nodes, so its answer could not be trusted.
+    NoQuorum {
+        /// Answers needed.
+        quorum: usize,
+        /// Nodes that answered.
+        answered: usize,
+        /// Nodes that failed, with the cause.
+        failures: Vec<NodeFailure>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -400,6 +410,18 @@ impl fmt::Display for Error {
                 write_failures(f, failures)
             }
             Self::Entropy => f.write_str("operating system random number generator failed"),
+            Self::NoQuorum {
+                quorum,
+                answered,
+                failures,
+            } => {
+                write!(
+                    f,
+                    "no quorum of answers: {answered} answered of {quorum} needed, {} failed",
+                    failures.len()
+                )?;
+                write_failures(f, failures)
+            }
         }
     }
 }
@@ -446,7 +468,8 @@ impl Error {
         match self {
             Self::NotAcquired { failures, .. }
             | Self::NotExtended { failures, .. }
-            | Self::ReleaseUncertain { failures, .. } => failures,
+            | Self::ReleaseUncertain { failures, .. }
+            | Self::NoQuorum { failures, .. } => failures,
             _ => &[],
         }
     }

@@ -8,13 +8,15 @@
 //! the node timeout, also while a panic unwinds.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::keeper::Entry;
+use crate::lease::{KeepAlive, Shared, State};
 use crate::pool::Ticket;
 use crate::quorum::NodeSet;
-use crate::redlock::{Inner, Value};
+use crate::redlock::{Inner, Validity, Value};
 
 /// A held lock. Dropping it releases the lock, best effort and bounded by the node timeout
 /// (also while a panic unwinds); [`LockGuard::release`] does the same and reports the outcome.
@@ -32,6 +34,10 @@ pub struct LockGuard<R: AsRef<[u8]>> {
     reached: NodeSet,
     resource: R,
     value: Value,
+    /// The ttl the lock was taken with.
+    ttl: Duration,
+    /// When the winning round started.
+    acquired: Instant,
     valid_until: Instant,
     /// Whether dropping the guard releases the lock.
     armed: bool,
@@ -44,7 +50,7 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
         reached: NodeSet,
         resource: R,
         value: Value,
-        valid_until: Instant,
+        validity: Validity,
     ) -> Self {
         Self {
             inner,
@@ -52,7 +58,9 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
             reached,
             resource,
             value,
-            valid_until,
+            ttl: validity.ttl,
+            acquired: validity.acquired,
+            valid_until: validity.until,
             armed: true,
         }
     }
@@ -111,6 +119,47 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
     /// [`LockGuard::value`] (another process, for instance).
     pub fn disarm(&mut self) {
         self.armed = false;
+    }
+
+    /// Releases now, whatever happens to the guard later (a lease's release).
+    pub(crate) fn release_in_place(&mut self) -> Result<bool, Error> {
+        self.armed = false;
+        self.release_now()
+    }
+
+    /// Hands the lock to the manager's keep-alive worker; the returned state is shared with
+    /// it.
+    pub(crate) fn start_keeping(&self, options: KeepAlive) -> Arc<Shared> {
+        let period = options.period(self.ttl);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                valid_until: self.valid_until,
+                lost: None,
+                stopped: false,
+                renewing: false,
+                hold_until: options.cap().and_then(|cap| self.acquired.checked_add(cap)),
+                next_renewal: self.acquired + period,
+                callbacks: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        });
+        // The ttl was checked when the lock was taken.
+        let checked = self.inner.check_ttl(self.ttl);
+        debug_assert!(checked.is_ok(), "a granted ttl is valid");
+        if let Ok((ttl_ms, drift)) = checked {
+            let entry = Entry {
+                key: self.resource.as_ref().to_vec(),
+                value: self.value,
+                reached: self.reached,
+                ttl: self.ttl,
+                ttl_ms,
+                drift,
+                period,
+                shared: Arc::clone(&shared),
+            };
+            self.inner.keeper.keep(&self.inner, entry);
+        }
+        shared
     }
 
     /// The lock's last round: its connections go back to the pool unreserved.

@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod batch;
 mod builder;
 mod command;
 mod conn;
@@ -56,6 +57,9 @@ mod drive;
 pub mod error;
 mod guard;
 mod health;
+mod inspect;
+mod keeper;
+mod lease;
 mod nodes;
 mod pool;
 mod quorum;
@@ -73,6 +77,8 @@ pub use error::{
     TtlRule, UrlRule,
 };
 pub use guard::LockGuard;
+pub use inspect::Inspection;
+pub use lease::{Held, KeepAlive, Lease, Lost};
 pub use nodes::{CONNECT_BACKOFF, MAX_NODES};
 pub use redlock::{Redlock, MAX_TTL};
 pub use url::NodeAddr;

@@ -55,9 +55,10 @@ impl Pool {
             if let Some(at) = free() {
                 return Some((idle.swap_remove(at).conn, false));
             }
-            // Only other locks' reserved connections are left: try a few, outside the lock.
+            // Only other locks' reserved connections are left: try the oldest few (the likeliest
+            // to have heard their replies by now), outside the lock.
             for slot in &mut others {
-                *slot = idle.pop();
+                *slot = (!idle.is_empty()).then(|| idle.remove(0));
             }
         }
         let mut found = None;

@@ -26,6 +26,7 @@ use crate::builder::Builder;
 use crate::command::Command;
 use crate::error::{Error, TtlRule};
 use crate::guard::LockGuard;
+use crate::keeper::Keeper;
 use crate::nodes::{Call, Nodes};
 use crate::quorum::{self, NodeSet};
 use crate::round::{Outcome, Wait};
@@ -33,6 +34,15 @@ use crate::url::NodeAddr;
 
 /// Longest ttl accepted: `u32::MAX` milliseconds (about 49.7 days).
 pub const MAX_TTL: Duration = Duration::from_millis(u32::MAX as u64);
+
+/// How long a lock lasts: its ttl, when its winning round started, and when its validity
+/// ends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Validity {
+    pub ttl: Duration,
+    pub acquired: Instant,
+    pub until: Instant,
+}
 
 /// Bytes of randomness in each lock value.
 const VALUE_ENTROPY: usize = 16;
@@ -52,12 +62,20 @@ pub struct Redlock {
 /// What every clone of a manager shares.
 pub(crate) struct Inner {
     pub nodes: Nodes,
+    /// The keep-alive worker and its leases.
+    pub keeper: Keeper,
     /// The configured nodes, in order, as [`Redlock::nodes`] shows them.
     pub addrs: Vec<NodeAddr>,
     pub retries: u32,
     pub retry_delay: Duration,
     pub retry_jitter: Duration,
     pub drift_factor: f64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.keeper.shutdown();
+    }
 }
 
 impl fmt::Debug for Redlock {
@@ -91,6 +109,10 @@ impl Redlock {
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         Self { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     /// Votes needed: `nodes / 2 + 1`.
@@ -184,7 +206,6 @@ impl Redlock {
             let round = call.round(&mut acquire, nodes.everywhere(), Wait::UntilDecided);
             if round.granted() && quorum::validity(ttl, round.elapsed(), drift).is_some() {
                 drop(call);
-                let valid_until = end_of_validity(&round, ttl, drift);
                 let inner = Arc::clone(inner);
                 return Ok(LockGuard::new(
                     inner,
@@ -192,7 +213,11 @@ impl Redlock {
                     round.sent,
                     resource,
                     value,
-                    valid_until,
+                    Validity {
+                        ttl,
+                        acquired: round.started,
+                        until: end_of_validity(&round, ttl, drift),
+                    },
                 ));
             }
             let last = attempt >= attempts;
@@ -312,10 +337,19 @@ impl Inner {
 /// Keys written after `round.started` with `ttl` outlive `started + ttl - drift` on every
 /// node whose clock runs no faster than the drift allows.
 pub(crate) fn end_of_validity(round: &Outcome, ttl: Duration, drift: Duration) -> Instant {
-    round
-        .started
+    end_of_validity_from(round.started, round.finished, ttl, drift)
+}
+
+/// [`end_of_validity`] of a round that ran from `started` to `finished`.
+pub(crate) fn end_of_validity_from(
+    started: Instant,
+    finished: Instant,
+    ttl: Duration,
+    drift: Duration,
+) -> Instant {
+    started
         .checked_add(ttl.saturating_sub(drift))
-        .unwrap_or(round.finished)
+        .unwrap_or(finished)
 }
 
 /// A fresh lock value from the operating system's generator.

@@ -468,6 +468,11 @@ impl Outcome {
         self.yes >= self.quorum
     }
 
+    /// True when `node` said yes.
+    pub fn said_yes(&self, node: usize) -> bool {
+        matches!(self.votes.get(node), Some(Vote::Yes))
+    }
+
     /// `node`'s vote (`Untouched` for a node out of range).
     #[cfg(test)]
     pub fn vote(&self, node: usize) -> &Vote {

@@ -27,6 +27,24 @@ pub const EXTEND_SCRIPT: &str = concat!(
 /// SHA1 of [`EXTEND_SCRIPT`], lowercase hex.
 pub const EXTEND_SHA1: &str = "36e94d1c6e02fcefaa7ee5d79eee614dbac55f10";
 
+/// Returns `{value, pttl}` when `KEYS[1]` holds a string, `{}` otherwise. Read-only: it is
+/// what [`crate::Redlock::inspect`] asks every node, so value and ttl come from one instant.
+pub const INSPECT_SCRIPT: &str = concat!(
+    r#"local t = redis.call("type",KEYS[1]).ok if t ~= "string" then return {} end "#,
+    r#"return {redis.call("get",KEYS[1]), redis.call("pttl",KEYS[1])}"#
+);
+
+/// SHA1 of [`INSPECT_SCRIPT`], lowercase hex.
+pub const INSPECT_SHA1: &str = "1dc741d8cc4fef2c5b741b34ad6a79baa76902d1";
+
+/// Every script the crate runs, as `(source, sha1)`: a new connection loads them all, in this
+/// order, before its first command.
+pub const SCRIPTS: &[(&str, &str)] = &[
+    (RELEASE_SCRIPT, RELEASE_SHA1),
+    (EXTEND_SCRIPT, EXTEND_SHA1),
+    (INSPECT_SCRIPT, INSPECT_SHA1),
+];
+
 /// A script and its digest, as the connection layer uses them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Script {
@@ -44,5 +62,10 @@ pub(crate) const EXTEND: Script = Script {
     sha1: EXTEND_SHA1,
 };
 
-/// Every script, in the order a new connection loads them.
-pub(crate) const ALL: [Script; 2] = [RELEASE, EXTEND];
+pub(crate) const INSPECT: Script = Script {
+    source: INSPECT_SCRIPT,
+    sha1: INSPECT_SHA1,
+};
+
+/// Every script, in the order a new connection loads them (as [`SCRIPTS`]).
+pub(crate) const ALL: [Script; 3] = [RELEASE, EXTEND, INSPECT];

@@ -10,8 +10,9 @@
 //! [`Command::conn`]/[`Command::seq`]) keep their state in atomics or a `Mutex` captured by
 //! the closure. Code under test that sends `AUTH`/`SELECT` on connect sees them too.
 //!
-//! The connection preamble is answered by the rig itself: resplock loads both of its scripts
-//! (`SCRIPT LOAD`, replies unread) at the start of every new connection. Those loads, up to the
+//! The connection preamble is answered by the rig itself: resplock loads every one of its
+//! scripts (`resplock::script::SCRIPTS`; `SCRIPT LOAD`, replies unread) at the start of every
+//! new connection. Those loads, up to the
 //! first other command after `AUTH`/`SELECT`, get the script's digest from the rig and are
 //! neither passed to the handler nor recorded in [`FakeServer::commands`]; they are counted in
 //! [`FakeServer::preamble_loads`]. A `SCRIPT LOAD` anywhere else goes to the handler as usual.
@@ -367,19 +368,10 @@ fn preamble_digest(args: &[Vec<u8>]) -> Option<&'static str> {
     if !name.eq_ignore_ascii_case(b"SCRIPT") || !sub.eq_ignore_ascii_case(b"LOAD") {
         return None;
     }
-    [
-        (
-            resplock::script::RELEASE_SCRIPT,
-            resplock::script::RELEASE_SHA1,
-        ),
-        (
-            resplock::script::EXTEND_SCRIPT,
-            resplock::script::EXTEND_SHA1,
-        ),
-    ]
-    .into_iter()
-    .find(|(script, _)| script.as_bytes() == body.as_slice())
-    .map(|(_, digest)| digest)
+    resplock::script::SCRIPTS
+        .iter()
+        .find(|(script, _)| script.as_bytes() == body.as_slice())
+        .map(|&(_, digest)| digest)
 }
 
 /// Serves one connection until EOF, a protocol error, a closing action or shutdown.
