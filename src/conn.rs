@@ -180,6 +180,11 @@ impl Conn {
         }
     }
 
+    /// When a command was last sent (or the connection last checked).
+    pub fn last_used(&self) -> Instant {
+        self.last_active
+    }
+
     /// Replies that will be skipped before the next one is handed out.
     pub fn stale(&self) -> u32 {
         self.stale
