@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::conn::ReplyBounds;
 use crate::error::{ConfigRule, Error};
 use crate::keeper::Keeper;
+use crate::listen::Listener;
 use crate::nodes::{Nodes, MAX_NODES};
 use crate::redlock::{Inner, Redlock};
 use crate::resp::Limits;
@@ -154,6 +155,7 @@ impl Builder {
         Ok(Redlock::from_inner(Arc::new(Inner {
             nodes,
             keeper: Keeper::default(),
+            listener: Listener::default(),
             addrs,
             retries: self.retries,
             retry_delay: self.retry_delay,

@@ -456,11 +456,13 @@ impl Error {
         Self::InvalidConfig(rule.message())
     }
 
-    /// True when the failure to acquire was due to contention only: no node failed and
-    /// the lock is held by another owner.
+    /// True when the failure to acquire was due to contention only: the lock is held by
+    /// another owner and no node failed. A slow node that was only polled once the round was
+    /// decided ([`NodeError::NotAwaited`]) is not a failure here: nothing went wrong with it.
     pub fn is_contention(&self) -> bool {
         matches!(self, Self::NotAcquired { failures, held_elsewhere, .. }
-            if failures.is_empty() && *held_elsewhere > 0)
+            if *held_elsewhere > 0
+                && failures.iter().all(|f| f.error == NodeError::NotAwaited))
     }
 
     /// The per-node failures carried by this error (empty for other variants).

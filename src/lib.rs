@@ -60,6 +60,7 @@ mod health;
 mod inspect;
 mod keeper;
 mod lease;
+mod listen;
 mod nodes;
 mod pool;
 mod quorum;
@@ -70,6 +71,7 @@ mod rules;
 pub mod script;
 mod sync;
 pub mod url;
+mod waiting;
 
 pub use builder::Builder;
 pub use error::{

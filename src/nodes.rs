@@ -106,6 +106,10 @@ impl Nodes {
         self.node_timeout
     }
 
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     pub fn everywhere(&self) -> NodeSet {
         NodeSet::all(self.len())
     }

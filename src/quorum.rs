@@ -32,6 +32,12 @@ impl NodeSet {
         }
     }
 
+    pub fn remove(&mut self, node: usize) {
+        if node < MAX_NODES {
+            self.0 &= !(1 << node);
+        }
+    }
+
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }

@@ -27,6 +27,7 @@ use crate::command::Command;
 use crate::error::{Error, TtlRule};
 use crate::guard::LockGuard;
 use crate::keeper::Keeper;
+use crate::listen::Listener;
 use crate::nodes::{Call, Nodes};
 use crate::quorum::{self, NodeSet};
 use crate::round::{Outcome, Wait};
@@ -64,6 +65,8 @@ pub(crate) struct Inner {
     pub nodes: Nodes,
     /// The keep-alive worker and its leases.
     pub keeper: Keeper,
+    /// The subscriber connections that wake waiters.
+    pub listener: Listener,
     /// The configured nodes, in order, as [`Redlock::nodes`] shows them.
     pub addrs: Vec<NodeAddr>,
     pub retries: u32,
@@ -75,6 +78,7 @@ pub(crate) struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.keeper.shutdown();
+        self.listener.shutdown();
     }
 }
 
@@ -113,6 +117,10 @@ impl Redlock {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    pub(crate) fn inner_arc(&self) -> Arc<Inner> {
+        Arc::clone(&self.inner)
     }
 
     /// Votes needed: `nodes / 2 + 1`.
@@ -259,7 +267,7 @@ impl Inner {
     }
 
     /// The error for an acquisition whose last attempt ended in `round`.
-    fn not_acquired(&self, attempts: u32, round: &Outcome) -> Error {
+    pub(crate) fn not_acquired(&self, attempts: u32, round: &Outcome) -> Error {
         Error::NotAcquired {
             attempts,
             quorum: self.nodes.quorum(),
@@ -353,7 +361,7 @@ pub(crate) fn end_of_validity_from(
 }
 
 /// A fresh lock value from the operating system's generator.
-fn new_value() -> Result<Value, Error> {
+pub(crate) fn new_value() -> Result<Value, Error> {
     let mut raw = [0u8; VALUE_ENTROPY];
     SysRng
         .try_fill_bytes(&mut raw)

@@ -473,6 +473,15 @@ impl Outcome {
         matches!(self.votes.get(node), Some(Vote::Yes))
     }
 
+    /// `node`'s answer: `Some(true)` yes, `Some(false)` no, `None` for no vote.
+    pub fn answer(&self, node: usize) -> Option<bool> {
+        match self.votes.get(node) {
+            Some(Vote::Yes) => Some(true),
+            Some(Vote::No) => Some(false),
+            _ => None,
+        }
+    }
+
     /// `node`'s vote (`Untouched` for a node out of range).
     #[cfg(test)]
     pub fn vote(&self, node: usize) -> &Vote {

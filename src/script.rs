@@ -8,14 +8,19 @@
 //! never sent. The texts are public so that other processes and other Redlock clients can
 //! release or extend a lock by `(resource, value)` with the same semantics.
 
-/// Deletes `KEYS[1]` if its value is `ARGV[1]`; returns 1 if deleted, 0 otherwise.
+/// Deletes `KEYS[1]` if its value is `ARGV[1]`, and then publishes an empty message on
+/// `resplock:released:<KEYS[1]>` so that waiters ([`crate::Redlock::lock_within`]) learn of it
+/// at once; returns 1 if deleted, 0 otherwise.
 pub const RELEASE_SCRIPT: &str = concat!(
-    r#"if redis.call("get",KEYS[1]) == ARGV[1] then "#,
-    r#"return redis.call("del",KEYS[1]) else return 0 end"#
+    r#"if redis.call("get",KEYS[1]) == ARGV[1] then redis.call("del",KEYS[1]) "#,
+    r#"redis.call("publish","resplock:released:"..KEYS[1],"") return 1 else return 0 end"#
 );
 
 /// SHA1 of [`RELEASE_SCRIPT`], lowercase hex, as `SCRIPT LOAD` returns it.
-pub const RELEASE_SHA1: &str = "b70c2384248f88e6b75b9f89241a180f856ad852";
+pub const RELEASE_SHA1: &str = "5d795f6ae83244f236c02a3022783806da0391fb";
+
+/// The prefix of the channel a release publishes on: the resource (the key) follows it.
+pub const RELEASED_CHANNEL_PREFIX: &str = "resplock:released:";
 
 /// Sets the ttl of `KEYS[1]` to `ARGV[2]` milliseconds if its value is `ARGV[1]`; returns 1 if
 /// extended, 0 otherwise (the key is gone or belongs to someone else).

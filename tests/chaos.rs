@@ -15,22 +15,31 @@
 //! in `RESPLOCK_CHAOS_CHILD_*` variables; it prints its records as `CHAOS|...` lines on stdout
 //! when it is done. Without those variables `chaos_child_worker` does nothing.
 //!
-//! Each worker loops until the end time: pick a resource and a ttl (300 ms – 2 s), `lock()`
-//! (node timeout 50 ms, 3 retries, 40 ms delay + up to 80 ms jitter). On success it holds the
-//! lock for 0 – ttl/5; two times in five it extends it to a ttl drawn from the same list (so
-//! sometimes shorter than what is left); it works on for up to half the validity the guard
-//! then reports (at most 800 ms); then the critical section: if `remaining()` exceeds the work
-//! time + 100 ms, `GET` the counter, sleep 2 – 15 ms, and `SET` it + 1 only if `remaining()`
-//! still exceeds 50 ms (the count of such writes is what the counter must equal). Then it
-//! releases (85 %), drops the guard (9 %), or disarms it and walks away like a crashed client
-//! (6 %: the keys must then expire on their own).
+//! Each worker loops until the end time: pick a resource, whether this will be a lease (three
+//! times in ten) and a ttl (300 ms – 2 s; leases 300 ms – 1.2 s), `lock()` (node timeout
+//! 50 ms, 3 retries, 40 ms delay + up to 80 ms jitter). A lease is kept alive and worked under
+//! as `tests/chaos/lease_worker.rs` describes: several ttls of repeated critical sections, each
+//! write guarded by `is_held()` and `remaining()`, with `is_held()` sampled every 20 – 50 ms,
+//! some with a short `max_hold`, then released or dropped. Otherwise it holds the lock for
+//! 0 – ttl/5; two times in five it extends it to a ttl drawn from the same list (so sometimes
+//! shorter than what is left); it works on for up to half the validity the guard then reports
+//! (at most 800 ms); then the critical section: if `remaining()` exceeds the work time +
+//! 100 ms, `GET` the counter, sleep 2 – 15 ms, and `SET` it + 1 only if `remaining()` still
+//! exceeds 50 ms (the count of such writes is what the counter must equal). Then it releases
+//! (85 %), drops the guard (9 %), or disarms it and walks away like a crashed client (6 %: the
+//! keys must then expire on their own).
 //!
 //! # Records and the clock
 //! Every acquisition records owner, resource, `granted` (just after `lock()` returned),
 //! `valid_until`, every `extend` call (start, return, validity left in the guard) and the
-//! release start, all as nanoseconds of one monotonic clock. Across processes that clock is
-//! `CLOCK_MONOTONIC` read from `Instant`'s `Debug` output, see [`model::instant_ns`]; when the
-//! format cannot be verified the run uses threads only and says so.
+//! release start, all as nanoseconds of one monotonic clock. A lease's record also keeps what
+//! its holder saw (`tests/chaos/lease.rs`): the last observation point at which `is_held()`
+//! returned true (the clock read just before that call), each new validity seen, the loss
+//! (kind, when first seen), and contract violations found on the spot. The call that granted
+//! the lock and its fencing token have their place in the record too (`tests/chaos/grants.rs`),
+//! for `lock_within` and tokens to come. Across processes that clock is `CLOCK_MONOTONIC` read
+//! from `Instant`'s `Debug` output, see [`model::instant_ns`]; when the format cannot be
+//! verified the run uses threads only and says so.
 //!
 //! # The checker
 //! - Exclusion: for each resource, no two acquisitions' holder intervals overlap. A holder
@@ -38,12 +47,25 @@
 //!   in flight, continuing to the validity the guard reports after it. This is the interval a
 //!   correct Redlock guarantees: a second client reaches a quorum only on a node where the
 //!   first one's key was deleted (after its release started) or expired (after `valid_until`,
-//!   which keeps the drift margin).
-//! - No lost update: each counter equals the number of increments written under its lock.
+//!   which keeps the drift margin). A lease's holder interval is `[granted, end)` with `end`
+//!   the later of the grant's validity and the last observation point of an `is_held()` that
+//!   returned true, cut at the release start (why the point before the call, not after it:
+//!   `tests/chaos/lease.rs`).
+//! - Leases keep their contract, checked by the worker at every look: while `is_held()` is
+//!   true, `valid_until()` is not earlier than the look's observation point, and with
+//!   `max_hold` not later than `granted + max_hold + ttl`; an `Expired`/`MaxHold` loss comes
+//!   with a validity that ended, `MaxHold` only with a cap; once `lost()` is `Some` it stays the
+//!   same, `is_held()` stays false and `remaining()` zero. A lease lost while a quorum of the
+//!   cluster is healthy is no violation (its renewals only reach the nodes its grant reached).
+//! - Fencing tokens, once recorded: a grant that returned before another's call started has a
+//!   smaller token.
+//! - No lost update: each counter equals the number of increments written under its lock
+//!   (under a lease, any number of them).
 //! - A lock is never lost while valid. Right after the grant and again just before the
 //!   release, the worker reads the key on every node directly (not through the proxies, 100 ms
-//!   timeout): while the validity runs, at least a quorum must hold our value or be unable to
-//!   tell (paused, down, loading). And a quorum may only answer "not our value" to `extend`
+//!   timeout; for a lease, against the validity its holder had seen by then): while the
+//!   validity runs, at least a quorum must hold our value or be unable to tell (paused,
+//!   down, loading). And a quorum may only answer "not our value" to `extend`
 //!   (`not_held >= 3`) once the validity has ended. Otherwise a node that granted the key lost
 //!   it early (any two quorums share a node): that is how an exclusion violation starts, and
 //!   it is seen far more often than the violation itself.
@@ -63,6 +85,12 @@
 
 mod support;
 
+#[path = "chaos/grants.rs"]
+mod grants;
+#[path = "chaos/lease.rs"]
+mod lease;
+#[path = "chaos/lease_worker.rs"]
+mod lease_worker;
 #[path = "chaos/model.rs"]
 mod model;
 #[path = "chaos/nemesis.rs"]
@@ -76,6 +104,9 @@ use std::time::{Duration, Instant};
 
 use resplock::{Error, LockGuard, NodeError, Redlock};
 
+use grants::{check_tokens, Via};
+use lease::LeaseStats;
+use lease_worker::{hold_lease, LEASE_PER_MILLE, LEASE_TTLS_MS};
 use model::{
     check_exclusion, count_from_line, counts_to_lines, Acquisition, Audit, Clock, Counts, Ending,
     Extension, Ns, Rng, LINE_PREFIX,
@@ -289,11 +320,17 @@ fn run_worker(dlm: &Redlock, spec: &WorkerSpec) -> WorkerLog {
     let mut seq = 0;
     while Instant::now() < spec.end {
         let resource = rng.index(RESOURCES);
-        let ttl_ms = TTLS_MS[rng.index(TTLS_MS.len())];
+        let as_lease = rng.chance(LEASE_PER_MILLE);
+        let ttl_ms = if as_lease {
+            LEASE_TTLS_MS[rng.index(LEASE_TTLS_MS.len())]
+        } else {
+            TTLS_MS[rng.index(TTLS_MS.len())]
+        };
         let requested = spec.clock.now();
         match dlm.lock(lock_key(resource), Duration::from_millis(ttl_ms)) {
             Ok(guard) => {
                 log.counts.bump("granted");
+                let hold = if as_lease { hold_lease } else { hold };
                 let acq = hold(
                     guard,
                     resource,
@@ -329,23 +366,14 @@ fn hold(
 ) -> Acquisition {
     let clock = spec.clock;
     let lock_key = lock_key(resource);
-    let mut acq = Acquisition {
-        owner: spec.owner.clone(),
+    let granted = clock.now();
+    let mut acq = Acquisition::new(
+        &spec.owner,
         seq,
         resource,
         ttl_ms,
-        requested,
-        granted: clock.now(),
-        valid_until: clock.ns(guard.valid_until()),
-        extensions: Vec::new(),
-        release_start: None,
-        release_end: None,
-        ending: Ending::Abandoned,
-        increments: 0,
-        overran: false,
-        audit_grant: None,
-        audit_end: None,
-    };
+        (requested, granted, clock.ns(guard.valid_until())),
+    );
     acq.audit_grant = Some(auditor.audit(&lock_key, guard.value(), &clock));
     thread::sleep(rng.millis(0, ttl_ms / 5));
 
@@ -420,17 +448,22 @@ fn hold(
         acq.release_start = Some(clock.now());
         let result = guard.release();
         acq.release_end = Some(clock.now());
-        acq.ending = match result {
-            Ok(true) => Ending::Released,
-            Ok(false) => Ending::Lost,
-            Err(Error::ReleaseUncertain { .. }) => Ending::Uncertain,
-            Err(e) => {
-                counts.bump(format!("release.error {}", sanitize(&e.to_string())));
-                Ending::Failed
-            }
-        };
+        acq.ending = release_ending(result, counts);
     }
     acq
+}
+
+/// What `release()`'s result makes of an acquisition's ending.
+fn release_ending(result: Result<bool, Error>, counts: &mut Counts) -> Ending {
+    match result {
+        Ok(true) => Ending::Released,
+        Ok(false) => Ending::Lost,
+        Err(Error::ReleaseUncertain { .. }) => Ending::Uncertain,
+        Err(e) => {
+            counts.bump(format!("release.error {}", sanitize(&e.to_string())));
+            Ending::Failed
+        }
+    }
 }
 
 fn sanitize(text: &str) -> String {
@@ -763,6 +796,12 @@ fn chaos_mutual_exclusion_under_faults() {
         .iter()
         .filter_map(|a| a.release_misreported(quorum).map(|why| (a, why)))
         .collect();
+    let lease_stats = LeaseStats::of(&acqs, quorum);
+    let broken_leases: Vec<&Acquisition> = acqs
+        .iter()
+        .filter(|a| a.lease.as_ref().is_some_and(|l| !l.violations.is_empty()))
+        .collect();
+    let token_inversions = check_tokens(&acqs, RESOURCES, 5);
 
     // --- the verdict ---
     let start_ns = clock.ns(start);
@@ -793,15 +832,21 @@ fn chaos_mutual_exclusion_under_faults() {
             .iter()
             .map(|&(s, e)| format!("[{:.3}, {:.3})", rel(s), rel(e)))
             .collect();
+        let lease = a.lease.as_ref().map_or_else(String::new, |l| {
+            format!(" {}", l.describe(a.valid_until, &rel))
+        });
         format!(
-            "{}#{} ttl={}ms lock() called at {:.3}ms granted={:.3}ms valid_until={:.3}ms {:?} \
-             release_start={} ending={:?} increments={} overran={} holder intervals {} \
-             audits (O ours, x other, - none, ? unknown): after grant {}, before release {}",
+            "{}#{} ttl={}ms {}() called at {:.3}ms granted={:.3}ms token={} valid_until={:.3}ms \
+             {:?}{lease} release_start={} ending={:?} increments={} overran={} holder \
+             intervals {} audits (O ours, x other, - none, ? unknown): after grant {}, before \
+             release {}",
             a.owner,
             a.seq,
             a.ttl_ms,
+            a.via.name(),
             rel(a.requested),
             rel(a.granted),
+            a.token.map_or_else(|| "-".to_owned(), |t| t.to_string()),
             rel(a.valid_until),
             exts,
             a.release_start
@@ -893,6 +938,44 @@ fn chaos_mutual_exclusion_under_faults() {
         }
         problems.push(text);
     }
+    if !broken_leases.is_empty() {
+        let mut text = format!(
+            "{} leases broke their contract: {} stickiness and {} validity-consistency \
+             violations",
+            broken_leases.len(),
+            lease_stats.sticky_violations,
+            lease_stats.validity_violations
+        );
+        for a in broken_leases.iter().take(5) {
+            text.push_str(&format!(
+                "\n  {}\n    nemesis around it:\n{}",
+                describe(a),
+                nemesis_near(a.requested, a.release_end.unwrap_or(a.granted))
+            ));
+        }
+        problems.push(text);
+    }
+    if acqs.len() >= 30 && lease_stats.leases == 0 {
+        problems.push(format!(
+            "checker: none of the {} acquisitions was kept alive as a lease",
+            acqs.len()
+        ));
+    }
+    if !token_inversions.is_empty() {
+        let mut text = format!(
+            "fencing tokens did not increase along real-time order ({} pairs shown)",
+            token_inversions.len()
+        );
+        for t in &token_inversions {
+            text.push_str(&format!(
+                "\n  resource {}:\n    earlier: {}\n    later:   {}",
+                t.resource,
+                describe(&acqs[t.earlier]),
+                describe(&acqs[t.later])
+            ));
+        }
+        problems.push(text);
+    }
     let left: usize = keys_left.iter().map(Vec::len).sum();
     if left > 0 {
         problems.push(format!(
@@ -920,23 +1003,16 @@ fn chaos_mutual_exclusion_under_faults() {
     let per_resource: Vec<String> = (0..RESOURCES)
         .map(|r| format!("r{r}={}", acqs.iter().filter(|a| a.resource == r).count()))
         .collect();
-    let endings: Vec<String> = [
-        Ending::Released,
-        Ending::Lost,
-        Ending::Uncertain,
-        Ending::Failed,
-        Ending::Dropped,
-        Ending::Abandoned,
-    ]
-    .iter()
-    .map(|e| {
-        format!(
-            "{}={}",
-            format!("{e:?}").to_lowercase(),
-            acqs.iter().filter(|a| a.ending == *e).count()
-        )
-    })
-    .collect();
+    let endings: Vec<String> = Ending::EVERY
+        .iter()
+        .map(|e| {
+            format!(
+                "{}={}",
+                format!("{e:?}").to_lowercase(),
+                acqs.iter().filter(|a| a.ending == *e).count()
+            )
+        })
+        .collect();
     let counter_text: Vec<String> = counters
         .iter()
         .enumerate()
@@ -963,17 +1039,24 @@ fn chaos_mutual_exclusion_under_faults() {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let vias: Vec<String> = Via::ALL
+        .iter()
+        .map(|&(via, name)| format!("{name}={}", acqs.iter().filter(|a| a.via == via).count()))
+        .collect();
+    let tokens = acqs.iter().filter(|a| a.token.is_some()).count();
     let chaos_time = workers_done.duration_since(start);
     println!(
         "chaos summary: seed={seed:#x}, {run:?} of chaos, workers: {PARENT_THREADS} threads in \
          this process + {} child processes x {CHILD_THREADS} threads, {NODES} nodes (AOF always), \
          {RESOURCES} resources\n\
-         \x20 acquisitions: {} total={}\n\
+         \x20 acquisitions: {} total={} (through {}; with a fencing token {}, {} inversions)\n\
          \x20 lock failures: {}\n\
          \x20 node causes behind outage/mixed failures: {}\n\
          \x20 extends: {}\n\
          \x20 endings: {}\n\
          \x20 critical sections: {}\n\
+         \x20 leases: {}\n\
+         \x20 lease critical sections: {}\n\
          \x20 counters: {}\n\
          \x20 nemesis: {} (max {} faulty at once, max latency {:?}, wall-vs-monotonic drift max {:?})\n\
          \x20 exclusion: {} holder segments, {} overlaps, max overlap {:.3} ms, closest hand-over {}\n\
@@ -983,11 +1066,16 @@ fn chaos_mutual_exclusion_under_faults() {
         processes - 1,
         per_resource.join(" "),
         acqs.len(),
+        vias.join(" "),
+        tokens,
+        token_inversions.len(),
         counts.list("lock."),
         counts.list("node."),
         counts.list("extend."),
         endings.join(" "),
         counts.list("cs."),
+        lease_stats.line(),
+        counts.list("lease-cs."),
         counter_text.join(" "),
         nemesis_actions.join(" "),
         report.max_faulty,

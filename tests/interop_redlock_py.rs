@@ -793,3 +793,35 @@ fn five_nodes_one_down_still_interoperate() {
     );
     assert_free(&cluster, &live, res, "at the end");
 }
+
+/// redlock-py never publishes its releases: a resplock waiter still gets the lock, by the
+/// `PTTL` its attempts read, once redlock-py's keys expire.
+#[test]
+fn lock_within_gets_a_lock_redlock_py_let_expire() {
+    let cluster = Cluster::start(3);
+    let live = all(&cluster);
+    let dlm = resplock(&cluster);
+    let mut py = PyRedlock::start(&cluster);
+    let res = "interop:py-expires";
+    let ttl_ms = 800;
+    let key = match py.lock(res, ttl_ms) {
+        PyLock::Locked { key, .. } => key,
+        other => panic!("redlock-py could not lock: {other:?}"),
+    };
+    let locked_at = std::time::Instant::now();
+    assert_held_by(&cluster, &live, res, &key, "redlock-py holds");
+    let guard = dlm
+        .lock_within(res, TTL, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("lock_within: {e}"));
+    let waited = locked_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(ttl_ms) - Duration::from_millis(50),
+        "acquired while redlock-py's keys lived: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(ttl_ms) + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert_held_by(&cluster, &live, res, guard.value(), "resplock holds");
+    assert_eq!(guard.release(), Ok(true));
+}

@@ -1,10 +1,14 @@
 //! The parts of the chaos test that do no I/O: the shared monotonic clock, the seeded PRNG,
 //! the records workers keep (with their one-line text form, which child processes print), and
-//! the exclusion checker. Unit tests at the bottom check the checker itself.
+//! the exclusion checker. Unit tests at the bottom check the checker itself. A record's lease
+//! part lives in `lease.rs`, its grant path and fencing token in `grants.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+
+use crate::grants::Via;
+use crate::lease::LeaseRecord;
 
 /// Nanoseconds on the operating system's monotonic clock (`CLOCK_MONOTONIC` on Linux).
 pub type Ns = u64;
@@ -219,6 +223,15 @@ pub enum Ending {
 }
 
 impl Ending {
+    pub const EVERY: [Ending; 6] = [
+        Ending::Released,
+        Ending::Lost,
+        Ending::Uncertain,
+        Ending::Failed,
+        Ending::Dropped,
+        Ending::Abandoned,
+    ];
+
     const ALL: [(Ending, char); 6] = [
         (Ending::Released, 'R'),
         (Ending::Lost, 'L'),
@@ -317,15 +330,56 @@ pub struct Acquisition {
     /// away).
     pub audit_grant: Option<Audit>,
     pub audit_end: Option<Audit>,
-    /// Counter increments done under this lock (0 or 1).
+    /// Counter increments done under this lock (0 or 1; any number under a lease).
     pub increments: u64,
-    /// The increment's write finished after the validity had run out.
+    /// An increment's write finished after the validity had run out (for a lease: after it,
+    /// `is_held()` returned false).
     pub overran: bool,
+    /// The call that granted the lock.
+    pub via: Via,
+    /// The grant's fencing token, once the library hands them out.
+    pub token: Option<u64>,
+    /// Set when the guard was kept alive as a lease: what its holder saw.
+    pub lease: Option<LeaseRecord>,
 }
 
 impl Acquisition {
-    /// The validity the guard reported last.
+    /// A fresh record of a grant by `lock()`: not released yet (so `Abandoned` until told
+    /// otherwise), nothing done under it.
+    pub fn new(
+        owner: &str,
+        seq: u64,
+        resource: usize,
+        ttl_ms: u64,
+        (requested, granted, valid_until): (Ns, Ns, Ns),
+    ) -> Acquisition {
+        Acquisition {
+            owner: owner.to_owned(),
+            seq,
+            resource,
+            ttl_ms,
+            requested,
+            granted,
+            valid_until,
+            extensions: Vec::new(),
+            release_start: None,
+            release_end: None,
+            ending: Ending::Abandoned,
+            audit_grant: None,
+            audit_end: None,
+            increments: 0,
+            overran: false,
+            via: Via::Lock,
+            token: None,
+            lease: None,
+        }
+    }
+
+    /// The validity the guard reported last (for a lease: the last one seen while held).
     pub fn final_valid_until(&self) -> Ns {
+        if let Some(lease) = &self.lease {
+            return lease.last_validity(self.valid_until);
+        }
         self.extensions
             .last()
             .map_or(self.valid_until, |e| e.valid_until)
@@ -357,6 +411,10 @@ impl Acquisition {
                 ));
             }
             valid_until = e.valid_until;
+        }
+        // A lease's audit is held to the validity its holder had seen by then.
+        if let (Some(lease), Some(audit)) = (&self.lease, &self.audit_end) {
+            valid_until = lease.validity_at(audit.at, valid_until);
         }
         match &self.audit_end {
             Some(audit) if audit.at < valid_until && audit.backing() < quorum => Some(format!(
@@ -390,7 +448,20 @@ impl Acquisition {
     /// validity end, cut at the release start, and with a hole while each `extend` call is in
     /// flight (the holder cannot act then, and afterwards it acts on the validity the call
     /// left in the guard). Half-open `[start, end)`, empty ones dropped.
+    ///
+    /// A lease is one segment, from the grant to the later of the grant's validity and the
+    /// last observation point of an `is_held()` that returned true, cut at the release start
+    /// (see `lease.rs`).
     pub fn segments(&self) -> Vec<(Ns, Ns)> {
+        if let Some(lease) = &self.lease {
+            let end = lease.holder_end(self.valid_until);
+            let end = self.release_start.map_or(end, |r| end.min(r));
+            return if end > self.granted {
+                vec![(self.granted, end)]
+            } else {
+                Vec::new()
+            };
+        }
         let mut out = Vec::with_capacity(self.extensions.len() + 1);
         let mut from = self.granted;
         let mut until = self.valid_until;
@@ -405,7 +476,10 @@ impl Acquisition {
         out
     }
 
-    /// One line, `CHAOS|acq|...`, parsed back by [`Acquisition::from_line`].
+    /// One line, `CHAOS|acq|...`, parsed back by [`Acquisition::from_line`]: 15 positional
+    /// fields, then optional `name=value` fields for what not every record has (`via=` when
+    /// not `lock`, `token=`, `lease=`). A new optional part is one more name here and in
+    /// [`Acquisition::from_line`].
     pub fn to_line(&self) -> String {
         let opt = |v: Option<Ns>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
         let mut exts = String::new();
@@ -444,13 +518,27 @@ impl Acquisition {
             exts,
             Audit::to_field(self.audit_grant.as_ref()),
             Audit::to_field(self.audit_end.as_ref()),
-        )
+        ) + &self.optional_fields()
+    }
+
+    fn optional_fields(&self) -> String {
+        let mut out = String::new();
+        if self.via != Via::Lock {
+            let _ = write!(out, "|via={}", self.via.name());
+        }
+        if let Some(token) = self.token {
+            let _ = write!(out, "|token={token}");
+        }
+        if let Some(lease) = &self.lease {
+            let _ = write!(out, "|lease={}", lease.to_field());
+        }
+        out
     }
 
     pub fn from_line(line: &str) -> Option<Acquisition> {
         let rest = line.strip_prefix(LINE_PREFIX)?.strip_prefix("acq|")?;
         let f: Vec<&str> = rest.split('|').collect();
-        if f.len() != 15 {
+        if f.len() < 15 {
             return None;
         }
         let opt = |s: &str| -> Option<Option<Ns>> {
@@ -477,7 +565,7 @@ impl Acquisition {
                 });
             }
         }
-        Some(Acquisition {
+        let mut acq = Acquisition {
             owner: f[0].to_owned(),
             seq: f[1].parse().ok()?,
             resource: f[2].parse().ok()?,
@@ -493,7 +581,19 @@ impl Acquisition {
             extensions,
             audit_grant: Audit::from_field(f[13])?,
             audit_end: Audit::from_field(f[14])?,
-        })
+            via: Via::Lock,
+            token: None,
+            lease: None,
+        };
+        for field in &f[15..] {
+            match field.split_once('=')? {
+                ("via", name) => acq.via = Via::from_name(name)?,
+                ("token", token) => acq.token = Some(token.parse().ok()?),
+                ("lease", lease) => acq.lease = Some(LeaseRecord::from_field(lease)?),
+                _ => return None,
+            }
+        }
+        Some(acq)
     }
 }
 
@@ -600,24 +700,8 @@ pub fn check_exclusion(acqs: &[Acquisition], resources: usize) -> Exclusion {
 mod tests {
     use super::*;
 
-    fn acq(owner: &str, resource: usize, granted: Ns, valid_until: Ns) -> Acquisition {
-        Acquisition {
-            owner: owner.to_owned(),
-            seq: 0,
-            resource,
-            ttl_ms: 1000,
-            requested: granted,
-            granted,
-            valid_until,
-            extensions: Vec::new(),
-            release_start: None,
-            release_end: None,
-            ending: Ending::Abandoned,
-            increments: 0,
-            overran: false,
-            audit_grant: None,
-            audit_end: None,
-        }
+    pub fn acq(owner: &str, resource: usize, granted: Ns, valid_until: Ns) -> Acquisition {
+        Acquisition::new(owner, 0, resource, 1000, (granted, granted, valid_until))
     }
 
     #[test]
@@ -789,6 +873,46 @@ mod tests {
                 ("node.timeout-read".to_owned(), 1)
             ]
         );
+    }
+
+    #[test]
+    fn a_lease_holds_to_its_last_true_is_held_and_round_trips() {
+        let mut a = acq("p0t0", 1, 100, 400);
+        let mut lease = LeaseRecord::new(100, None);
+        lease.last_held = Some(900);
+        lease.validity = vec![(300, 600), (700, 1000)];
+        a.lease = Some(lease);
+        assert_eq!(a.segments(), vec![(100, 900)]);
+        assert_eq!(a.final_valid_until(), 1000);
+        a.release_start = Some(800);
+        assert_eq!(a.segments(), vec![(100, 800)], "cut at the release");
+        a.release_start = None;
+        // Another holder from 850 overlaps; one from 900 does not.
+        let b = acq("p1t0", 1, 850, 2000);
+        let c = acq("p1t0", 1, 900, 2000);
+        assert_eq!(check_exclusion(&[a.clone(), b], 2).overlaps.len(), 1);
+        assert!(check_exclusion(&[a.clone(), c], 2).overlaps.is_empty());
+        // Without a true is_held() past it, the grant's validity still counts.
+        let mut d = acq("p0t1", 1, 100, 400);
+        d.lease = Some(LeaseRecord::new(100, Some(50)));
+        assert_eq!(d.segments(), vec![(100, 400)]);
+        // The end audit is held to the validity seen by then.
+        a.audit_end = Some(Audit {
+            at: 550,
+            seen: "OO---".to_owned(),
+        });
+        assert!(a.lost_while_valid(3).is_some(), "valid until 600 by then");
+        a.audit_end = Some(Audit {
+            at: 1100,
+            seen: "O----".to_owned(),
+        });
+        assert!(a.lost_while_valid(3).is_none(), "after the validity");
+        a.via = Via::Within;
+        a.token = Some(42);
+        assert_eq!(Acquisition::from_line(&a.to_line()), Some(a.clone()));
+        let line = a.to_line();
+        assert!(line.contains("|via=within|token=42|lease="), "{line}");
+        assert_eq!(Acquisition::from_line(&format!("{line}|color=red")), None);
     }
 
     #[test]

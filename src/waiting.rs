@@ -1,0 +1,297 @@
+//! Waiting for a lock with a deadline, woken by the release instead of polling.
+//!
+//! Contract of [`Redlock::lock_within`]:
+//! - An attempt is one round of `SET key value NX PX ttl` with `PTTL key` pipelined behind it
+//!   on every node, so a failed attempt also tells how long the holder's keys have left, at
+//!   no extra round trip. One value for every attempt of the call, as with [`Redlock::lock`];
+//!   a failed attempt is released on every node it reached.
+//! - After a failed attempt the caller joins this process's queue for the resource (FIFO) and
+//!   sleeps until: the holder's release is published (the release script publishes on
+//!   `resplock:released:<resource>`), its subscription is confirmed (it then tries once more:
+//!   a release between the attempt and the subscription is never missed), the holder's keys
+//!   run out on enough nodes for a quorum (from the `PTTL`s, plus jitter: this is how locks of
+//!   clients that do not publish are handed over), or `max_wait`.
+//! - Only the front waiter of a resource in a process tries; the others sleep until it leaves,
+//!   so a release costs one attempt per waiting process, not one per waiting thread. A newcomer
+//!   queues behind this process's waiters rather than barging in. Attempts woken by messages
+//!   back off when they keep failing, so a node that floods the channel cannot make a waiter
+//!   spin.
+//! - It returns [`Error::NotAcquired`] once `max_wait` has passed (after at least one attempt),
+//!   never sooner.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::SysRng;
+use rand::TryRng;
+
+use crate::command::{other_reply, unscripted, Command, Exchange};
+use crate::error::{Error, NodeError};
+use crate::guard::LockGuard;
+use crate::listen::{channel_of, Spot, Woke};
+use crate::quorum::{self, MAX_NODES};
+use crate::redlock::{end_of_validity, new_value, Redlock, Validity};
+use crate::resp::{encode_command, DecimalBuf, Reply};
+use crate::round::{Answer, Outcome, Wait};
+use crate::script::Script;
+
+/// Longest sleep between attempts when the holder's keys never expire (or nodes are down).
+const FALLBACK_POLL: Duration = Duration::from_secs(1);
+
+/// Confirmations further apart than this come from a reconnected node: worth one more try.
+const RESUBSCRIBED: Duration = Duration::from_secs(1);
+
+/// Longest backoff between attempts woken by messages that keep failing.
+const MAX_NOTIFIED_BACKOFF: Duration = Duration::from_millis(100);
+
+/// `SET key value NX PX ttl` then `PTTL key`, on every node.
+struct Probe<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    ttl_ms: u64,
+    /// Per node, the `PTTL` reply: -2 gone, -1 no expiry, else milliseconds left.
+    ttls: [Option<i64>; MAX_NODES],
+}
+
+impl Exchange for Probe<'_> {
+    fn script(&self) -> Option<Script> {
+        None
+    }
+
+    fn locking(&self) -> bool {
+        true
+    }
+
+    fn replies(&self) -> u32 {
+        2
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut digits = DecimalBuf::new();
+        let ttl = digits.format(self.ttl_ms);
+        encode_command(out, &[b"SET", self.key, self.value, b"NX", b"PX", ttl]);
+        encode_command(out, &[b"PTTL", self.key]);
+    }
+
+    fn judge(&mut self, node: usize, index: u32, reply: Reply<'_>) -> Answer {
+        match (index, reply) {
+            (0, Reply::Simple(b"OK")) => Answer::Yes,
+            (0, Reply::Bulk(None)) => Answer::No,
+            (0, other) => unscripted(other),
+            (_, Reply::Integer(ttl)) => {
+                if let Some(slot) = self.ttls.get_mut(node) {
+                    *slot = Some(ttl);
+                }
+                Answer::Yes
+            }
+            (_, Reply::Error(line)) if line.starts_with(b"NOSCRIPT") => {
+                Answer::Broken(NodeError::UnexpectedReply)
+            }
+            (_, other) => other_reply(other),
+        }
+    }
+}
+
+/// How long until enough nodes are free for a quorum, given `free_now` nodes free already and
+/// the remaining ttls (ms) of the nodes where another value holds the key (-1: no expiry).
+/// `None` when no ttl tells (keys that never expire, nodes that did not answer).
+fn free_in(free_now: usize, held_ttls: &mut [i64], quorum: usize) -> Option<Duration> {
+    let needed = quorum.saturating_sub(free_now);
+    if needed == 0 {
+        return Some(Duration::ZERO);
+    }
+    held_ttls.sort_unstable_by_key(|&ttl| if ttl < 0 { i64::MAX } else { ttl });
+    let ttl = *held_ttls.get(needed - 1)?;
+    u64::try_from(ttl).ok().map(Duration::from_millis)
+}
+
+/// When to try again after the failed attempt `round` of `probe`: when the holder's keys run
+/// out on enough nodes, plus Redis' expiry resolution and jitter.
+fn retry_after(round: &Outcome, probe: &Probe<'_>, nodes: usize, quorum: usize) -> Duration {
+    let mut free_now = 0;
+    let mut held = [0i64; MAX_NODES];
+    let mut count = 0;
+    for node in 0..nodes {
+        let ttl = probe.ttls.get(node).copied().flatten();
+        match (round.answer(node), ttl) {
+            (Some(true), _) | (Some(false), Some(-2)) => free_now += 1,
+            (Some(false), Some(ttl)) => {
+                if let Some(slot) = held.get_mut(count) {
+                    *slot = ttl;
+                    count += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let wait = held
+        .get_mut(..count)
+        .and_then(|held| free_in(free_now, held, quorum));
+    match wait {
+        Some(wait) => {
+            let spread = (wait / 4).clamp(Duration::from_millis(1), Duration::from_millis(50));
+            let random = SysRng.try_next_u64().unwrap_or(0);
+            wait + quorum::DRIFT_FLOOR + quorum::jitter(spread, random)
+        }
+        None => FALLBACK_POLL,
+    }
+}
+
+impl Redlock {
+    /// Takes the lock on `resource` for `ttl`, waiting up to `max_wait` for it: tries now,
+    /// and on contention sleeps until the holder releases it (the release publishes to the
+    /// waiters), its keys expire, or `max_wait` has passed, then tries again. Returns
+    /// [`Error::NotAcquired`] once `max_wait` has passed, never sooner.
+    ///
+    /// On the wire, per attempt: `SET resource value NX PX ttl` and `PTTL resource` to every
+    /// node, and `EVALSHA <release> 1 resource value` to those nodes after a failed attempt;
+    /// while waiting, one `SUBSCRIBE resplock:released:<resource>` per node on a connection
+    /// shared by every waiter of this manager. Waiters in one process are served in order.
+    pub fn lock_within<R: AsRef<[u8]>>(
+        &self,
+        resource: R,
+        ttl: Duration,
+        max_wait: Duration,
+    ) -> Result<LockGuard<R>, Error> {
+        let inner = self.inner();
+        let (ttl_ms, drift) = inner.check_ttl(ttl)?;
+        let value = new_value()?;
+        let nodes = &inner.nodes;
+        let start = Instant::now();
+        let deadline = start.checked_add(max_wait);
+        let ticket = nodes.ticket();
+        let mut call = nodes.call(Some(ticket));
+        let channel = channel_of(resource.as_ref());
+        let mut spot: Option<Spot> = inner
+            .listener
+            .has_waiters(&channel)
+            .then(|| inner.listener.join(nodes, channel.clone()));
+        let mut next_try = match &spot {
+            Some(queued) if !queued.is_front() => None,
+            _ => Some(start),
+        };
+        let mut attempts = 0u32;
+        let mut last: Option<Outcome> = None;
+        let mut backoff = Duration::ZERO;
+        let mut notified_at: Option<Instant> = None;
+        let mut tried_at = start;
+        let mut subscribed_at: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let expired = deadline.is_some_and(|d| now >= d);
+            if let Some(round) = last.as_ref().filter(|_| expired) {
+                nodes.forget(ticket);
+                return Err(inner.not_acquired(attempts, round));
+            }
+            // At the deadline a waiter that never had its turn tries once, so that the error
+            // tells what it found.
+            if expired || next_try.is_some_and(|at| at <= now) {
+                attempts += 1;
+                tried_at = now;
+                let key = resource.as_ref();
+                let mut probe = Probe {
+                    key,
+                    value: &value,
+                    ttl_ms,
+                    ttls: [None; MAX_NODES],
+                };
+                let round = call.round(&mut probe, nodes.everywhere(), Wait::UntilDecided);
+                if round.granted() && quorum::validity(ttl, round.elapsed(), drift).is_some() {
+                    drop(call);
+                    drop(spot);
+                    let validity = Validity {
+                        ttl,
+                        acquired: round.started,
+                        until: end_of_validity(&round, ttl, drift),
+                    };
+                    return Ok(LockGuard::new(
+                        self.inner_arc(),
+                        ticket,
+                        round.sent,
+                        resource,
+                        value,
+                        validity,
+                    ));
+                }
+                // Nodes that answered "held" never set our key: only the others are released.
+                let mut cleanup = round.sent;
+                for node in round.sent.iter() {
+                    if round.answer(node) == Some(false) {
+                        cleanup.remove(node);
+                    }
+                }
+                if !cleanup.is_empty() {
+                    let mut release = Command::Release { key, value: &value };
+                    call.round(&mut release, cleanup, Wait::AllHealthy);
+                }
+                let wait = retry_after(&round, &probe, nodes.len(), nodes.quorum());
+                next_try = Some(Instant::now() + wait);
+                last = Some(round);
+                if spot.is_none() {
+                    spot = Some(inner.listener.join(nodes, channel.clone()));
+                }
+            }
+            let Some(queued) = &spot else {
+                continue;
+            };
+            if !queued.is_front() {
+                next_try = None;
+            }
+            let wake = [next_try, deadline]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or_else(|| Instant::now() + FALLBACK_POLL);
+            match queued.wait(wake) {
+                Woke::Notified if queued.is_front() => {
+                    // Messages that keep coming without the lock being free (a flood, or
+                    // other processes winning) are answered more and more slowly.
+                    let now = Instant::now();
+                    let calm = notified_at.is_none_or(|at| {
+                        now.saturating_duration_since(at) > 2 * MAX_NOTIFIED_BACKOFF
+                    });
+                    if calm {
+                        backoff = Duration::ZERO;
+                    }
+                    next_try = Some(now + backoff);
+                    notified_at = Some(now);
+                    backoff = (backoff * 2)
+                        .max(Duration::from_millis(1))
+                        .min(MAX_NOTIFIED_BACKOFF);
+                }
+                // Once subscribed, one more try: a release between the last attempt and the
+                // subscription would otherwise go unheard. The first node to confirm is enough
+                // (a release publishes on every node it reaches); a confirmation much later
+                // means a node reconnected.
+                Woke::Subscribed(at) if queued.is_front() && at > tried_at => {
+                    let fresh = subscribed_at
+                        .is_none_or(|t| at.saturating_duration_since(t) > RESUBSCRIBED);
+                    if fresh {
+                        next_try = Some(Instant::now());
+                        subscribed_at = Some(at);
+                    }
+                }
+                Woke::Promoted if queued.is_front() => next_try = Some(Instant::now()),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_in_waits_for_the_quorum_th_expiry() {
+        let ms = Duration::from_millis;
+        // 3 nodes, quorum 2, none free: the second-shortest ttl frees a quorum.
+        assert_eq!(free_in(0, &mut [900, 300, 600], 2), Some(ms(600)));
+        // One free already: the shortest ttl is enough.
+        assert_eq!(free_in(1, &mut [900, 300], 2), Some(ms(300)));
+        assert_eq!(free_in(2, &mut [900], 2), Some(Duration::ZERO));
+        // Keys that never expire do not count; not enough finite ttls: no answer.
+        assert_eq!(free_in(0, &mut [-1, 300, -1], 2), None);
+        assert_eq!(free_in(1, &mut [-1, 300, -1], 2), Some(ms(300)));
+        assert_eq!(free_in(0, &mut [], 1), None);
+    }
+}

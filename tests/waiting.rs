@@ -1,0 +1,381 @@
+//! `lock_within`: waiting with a deadline, woken by the holder's release, on real nodes and
+//! hostile ones.
+//!
+//! Bounds on time are generous: they prove a waiter was woken by the release (long before the
+//! holder's ttl would have let it in) or that it did not hang, never that it was fast. Speed
+//! is measured by `cargo bench --bench waiting`.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use resplock::{Error, Redlock};
+use support::{wait_until, Action, Cluster, Command, FakeServer, RedisNode};
+
+/// Long enough that only a release (not an expiry) can hand the lock over within a test.
+const LONG_TTL: Duration = Duration::from_secs(30);
+
+fn manager(urls: &[String]) -> Redlock {
+    Redlock::builder()
+        .nodes(urls)
+        .retries(0)
+        .node_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `name` calls the node has run, from `INFO commandstats`.
+fn calls(node: &RedisNode, name: &str) -> u64 {
+    let prefix = format!("cmdstat_{name}:calls=");
+    node.raw()
+        .info("commandstats")
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Connections of the node in subscriber mode.
+fn subscribers(node: &RedisNode) -> usize {
+    let list = node.raw().cmd(&[b"CLIENT", b"LIST"]);
+    let text = String::from_utf8_lossy(list.as_bulk().unwrap_or_default()).into_owned();
+    text.lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .any(|f| f.starts_with("flags=") && f.contains('P'))
+        })
+        .count()
+}
+
+fn connected(node: &RedisNode) -> usize {
+    node.raw()
+        .info("clients")
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(1)
+        - 1
+}
+
+fn handoff(nodes: usize) {
+    let cluster = Cluster::start(nodes);
+    let holder = manager(&cluster.urls());
+    let waiter = manager(&cluster.urls());
+    let guard = holder
+        .lock("wait:handoff", LONG_TTL)
+        .unwrap_or_else(|e| panic!("{e}"));
+    thread::scope(|s| {
+        let waiting = s.spawn(|| {
+            let got = waiter.lock_within("wait:handoff", LONG_TTL, Duration::from_secs(10));
+            (got, Instant::now())
+        });
+        thread::sleep(Duration::from_millis(300));
+        let released_at = Instant::now();
+        assert_eq!(guard.release(), Ok(true));
+        let (got, acquired_at) = waiting.join().expect("waiter thread");
+        let guard = got.unwrap_or_else(|e| panic!("{nodes} nodes: {e}"));
+        assert!(acquired_at >= released_at, "acquired before the release");
+        assert!(
+            acquired_at - released_at < Duration::from_secs(2),
+            "{nodes} nodes: woken by the release, not the {LONG_TTL:?} ttl"
+        );
+        assert_eq!(guard.release(), Ok(true));
+    });
+}
+
+#[test]
+fn a_release_hands_the_lock_over_on_1_3_and_5_nodes() {
+    for nodes in [1, 3, 5] {
+        handoff(nodes);
+    }
+}
+
+#[test]
+fn max_wait_is_honoured() {
+    let cluster = Cluster::start(3);
+    let holder = manager(&cluster.urls());
+    let waiter = manager(&cluster.urls());
+    let guard = holder
+        .lock("wait:max", LONG_TTL)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for max_wait in [Duration::ZERO, Duration::from_millis(400)] {
+        let started = Instant::now();
+        let err = waiter
+            .lock_within("wait:max", LONG_TTL, max_wait)
+            .expect_err("held throughout");
+        let waited = started.elapsed();
+        assert!(
+            waited >= max_wait,
+            "gave up early: {waited:?} < {max_wait:?}"
+        );
+        assert!(waited < max_wait + Duration::from_secs(2), "{waited:?}");
+        assert!(err.is_contention(), "{err}");
+        assert!(matches!(err, Error::NotAcquired { attempts, .. } if attempts >= 1));
+    }
+    assert_eq!(guard.release(), Ok(true));
+}
+
+#[test]
+fn a_crashed_holder_is_replaced_once_its_keys_expire() {
+    let cluster = Cluster::start(3);
+    let holder = manager(&cluster.urls());
+    let waiter = manager(&cluster.urls());
+    let ttl = Duration::from_millis(800);
+    let mut crashed = holder
+        .lock("wait:crash", ttl)
+        .unwrap_or_else(|e| panic!("{e}"));
+    crashed.disarm();
+    let granted = Instant::now();
+    drop(crashed);
+    let guard = waiter
+        .lock_within("wait:crash", LONG_TTL, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let after = granted.elapsed();
+    assert!(
+        after >= ttl - Duration::from_millis(20),
+        "before the keys expired: {after:?}"
+    );
+    assert!(
+        after < ttl + Duration::from_secs(1),
+        "long after the expiry: {after:?}"
+    );
+    assert_eq!(guard.release(), Ok(true));
+}
+
+/// What redlock-py and other clients that do not publish leave: keys set with `SET NX PX`
+/// and never deleted.
+#[test]
+fn a_lock_that_is_never_released_is_taken_after_its_ttl() {
+    let cluster = Cluster::start(3);
+    let waiter = manager(&cluster.urls());
+    for node in cluster.nodes() {
+        node.raw().set_px("wait:foreign", "redlock-py-value", 700);
+    }
+    let started = Instant::now();
+    let guard = waiter
+        .lock_within("wait:foreign", LONG_TTL, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(650), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    assert_eq!(guard.release(), Ok(true));
+}
+
+#[test]
+fn a_minority_down_or_paused_while_waiting_still_hands_over() {
+    let mut cluster = Cluster::start(5);
+    let holder = manager(&cluster.urls());
+    let waiter = manager(&cluster.urls());
+    let guard = holder
+        .lock("wait:minority", LONG_TTL)
+        .unwrap_or_else(|e| panic!("{e}"));
+    cluster[3].pause();
+    cluster[4].kill();
+    thread::scope(|s| {
+        let waiting =
+            s.spawn(|| waiter.lock_within("wait:minority", LONG_TTL, Duration::from_secs(10)));
+        thread::sleep(Duration::from_millis(300));
+        let released_at = Instant::now();
+        assert_eq!(guard.release(), Ok(true));
+        let got = waiting.join().expect("waiter thread");
+        let guard = got.unwrap_or_else(|e| panic!("{e}"));
+        assert!(released_at.elapsed() < Duration::from_secs(3));
+        assert_eq!(guard.release(), Ok(true));
+    });
+    cluster[3].resume();
+}
+
+#[test]
+fn waiting_costs_the_servers_a_constant_number_of_commands() {
+    let cluster = Cluster::start(3);
+    let holder = manager(&cluster.urls());
+    let waiter = manager(&cluster.urls());
+    let guard = holder
+        .lock("wait:cheap", LONG_TTL)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let node = &cluster[0];
+    let before: u64 = ["set", "pttl", "evalsha", "subscribe"]
+        .iter()
+        .map(|c| calls(node, c))
+        .sum();
+    let err = waiter
+        .lock_within("wait:cheap", LONG_TTL, Duration::from_secs(3))
+        .expect_err("held throughout");
+    assert!(err.is_contention(), "{err}");
+    let sent: u64 = ["set", "pttl", "evalsha", "subscribe"]
+        .iter()
+        .map(|c| calls(node, c))
+        .sum::<u64>()
+        - before;
+    // An attempt (SET + PTTL), the subscription, one more attempt once subscribed, and one at
+    // the deadline at most: not one per retry delay.
+    let each: Vec<(&str, u64)> = ["set", "pttl", "evalsha", "subscribe"]
+        .iter()
+        .map(|c| (*c, calls(node, c)))
+        .collect();
+    assert!(sent <= 8, "{sent} commands in 3 s of waiting: {each:?}");
+    assert_eq!(guard.release(), Ok(true));
+}
+
+#[test]
+fn an_uncontended_lock_within_subscribes_to_nothing() {
+    let cluster = Cluster::start(3);
+    let dlm = manager(&cluster.urls());
+    for _ in 0..5 {
+        let guard = dlm
+            .lock_within("wait:free", LONG_TTL, Duration::from_secs(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(guard.release(), Ok(true));
+    }
+    assert!(cluster.nodes().iter().all(|n| calls(n, "subscribe") == 0));
+}
+
+#[test]
+fn waiters_in_one_process_are_served_in_order() {
+    let cluster = Cluster::start(3);
+    let holder = manager(&cluster.urls());
+    let waiters = manager(&cluster.urls());
+    let guard = holder
+        .lock("wait:fifo", LONG_TTL)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    thread::scope(|s| {
+        for who in 0..3 {
+            let (waiters, order) = (&waiters, Arc::clone(&order));
+            s.spawn(move || {
+                let guard = waiters
+                    .lock_within("wait:fifo", LONG_TTL, Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("{who}: {e}"));
+                order.lock().expect("order").push(who);
+                thread::sleep(Duration::from_millis(100));
+                assert_eq!(guard.release(), Ok(true));
+            });
+            // Arrive one after the other, well apart.
+            thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(guard.release(), Ok(true));
+    });
+    assert_eq!(*order.lock().expect("order"), [0, 1, 2]);
+}
+
+#[test]
+fn a_hundred_waiters_on_a_hundred_resources_share_one_subscriber_per_node() {
+    let cluster = Cluster::start(3);
+    let holder = manager(&cluster.urls());
+    let waiters = manager(&cluster.urls());
+    let held: Vec<_> = (0..100)
+        .map(|i| {
+            holder
+                .lock(format!("wait:many:{i}"), LONG_TTL)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let acquired = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for i in 0..100 {
+            let (waiters, acquired) = (&waiters, &acquired);
+            s.spawn(move || {
+                let guard = waiters
+                    .lock_within(format!("wait:many:{i}"), LONG_TTL, Duration::from_secs(30))
+                    .unwrap_or_else(|e| panic!("{i}: {e}"));
+                acquired.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(guard.release(), Ok(true));
+            });
+        }
+        // Everyone subscribed and asleep; surplus pool connections from their first attempts
+        // are closed at the next round a second later.
+        assert!(wait_until(Duration::from_secs(10), || cluster
+            .nodes()
+            .iter()
+            .all(|n| subscribers(n) >= 1)));
+        thread::sleep(Duration::from_millis(1200));
+        let probe = waiters
+            .lock("wait:probe", LONG_TTL)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(probe.release(), Ok(true));
+        for node in cluster.nodes() {
+            assert_eq!(subscribers(node), 1, "one subscriber connection per node");
+            // The holder's few connections, the subscriber, and a small pool.
+            let total = connected(node);
+            assert!(total <= 12, "{total} connections to one node");
+        }
+        assert_eq!(acquired.load(Ordering::SeqCst), 0);
+        for guard in held {
+            assert_eq!(guard.release(), Ok(true));
+        }
+    });
+    assert_eq!(acquired.load(Ordering::SeqCst), 100);
+    drop(waiters);
+    assert!(
+        wait_until(Duration::from_secs(3), || cluster
+            .nodes()
+            .iter()
+            .all(|n| subscribers(n) == 0)),
+        "the subscriber connections close with the manager"
+    );
+}
+
+/// A node that answers `SUBSCRIBE` with a flood of release messages (or with garbage) cannot
+/// make a waiter spin, nor keep it past `max_wait`.
+#[test]
+fn a_node_that_floods_or_garbles_the_subscription_cannot_make_a_waiter_spin() {
+    let cluster = Cluster::start(2);
+    for garbage in [false, true] {
+        let flood = {
+            let mut bytes = Vec::new();
+            let channel = b"resplock:released:wait:hostile";
+            for _ in 0..20_000 {
+                let message = format!(
+                    "*3\r\n$7\r\nmessage\r\n${}\r\n{}\r\n$0\r\n\r\n",
+                    channel.len(),
+                    String::from_utf8_lossy(channel)
+                );
+                bytes.extend_from_slice(message.as_bytes());
+            }
+            bytes
+        };
+        let reply = if garbage {
+            b"*3\r\n:1\r\n%oops\r\n".to_vec()
+        } else {
+            flood
+        };
+        let fake = FakeServer::start(move |cmd: &Command| {
+            if cmd.is("SET") {
+                Action::nil()
+            } else if cmd.is("PTTL") {
+                Action::int(30_000)
+            } else if cmd.is("SUBSCRIBE") {
+                Action::Reply(reply.clone())
+            } else {
+                Action::int(0)
+            }
+        });
+        let urls = [cluster[0].url(), cluster[1].url(), fake.url()];
+        let holder = manager(&urls[..2]);
+        let guard = holder
+            .lock("wait:hostile", LONG_TTL)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let waiter = manager(&urls);
+        let sets_before = calls(&cluster[0], "set");
+        let started = Instant::now();
+        let err = waiter
+            .lock_within("wait:hostile", LONG_TTL, Duration::from_secs(2))
+            .expect_err("held throughout");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(2) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        assert!(matches!(err, Error::NotAcquired { .. }), "{err}");
+        let attempts = calls(&cluster[0], "set") - sets_before;
+        assert!(
+            attempts <= 40,
+            "garbage={garbage}: {attempts} attempts in 2 s"
+        );
+        assert_eq!(guard.release(), Ok(true));
+    }
+}
