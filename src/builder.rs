@@ -33,6 +33,8 @@ const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// | `node_timeout` | 50 ms |
 /// | `connect_timeout` | 100 ms |
 /// | `reply_limits` | [`Limits::LOCK_CLIENT`] |
+/// | `fencing` | off |
+/// | `restart_quarantine` | 0 (off) |
 #[derive(Clone)]
 pub struct Builder {
     nodes: Vec<String>,
@@ -43,6 +45,8 @@ pub struct Builder {
     node_timeout: Duration,
     connect_timeout: Duration,
     limits: Limits,
+    fencing: bool,
+    restart_quarantine: Duration,
 }
 
 impl Default for Builder {
@@ -56,6 +60,8 @@ impl Default for Builder {
             node_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_millis(100),
             limits: Limits::LOCK_CLIENT,
+            fencing: false,
+            restart_quarantine: Duration::ZERO,
         }
     }
 }
@@ -73,6 +79,8 @@ impl fmt::Debug for Builder {
             .field("node_timeout", &self.node_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("reply_limits", &self.limits)
+            .field("fencing", &self.fencing)
+            .field("restart_quarantine", &self.restart_quarantine)
             .finish()
     }
 }
@@ -135,6 +143,27 @@ impl Builder {
         self
     }
 
+    /// Fencing tokens: every grant also gets a number that increases with every grant of the
+    /// resource ([`crate::LockGuard::token`]), for the protected resource to reject stale
+    /// writers. Costs a second round per grant and one counter key per resource
+    /// (`resplock:fence:<resource>`, never expiring). SAFETY.md states what it guarantees.
+    /// Without it nothing on the wire changes.
+    pub fn fencing(mut self, on: bool) -> Self {
+        self.fencing = on;
+        self
+    }
+
+    /// How long a node that restarted (its `run_id` changed since this manager last saw it,
+    /// or its uptime is below the window when first seen) is kept from voting on grants: a
+    /// node that restarted without persistence has forgotten the locks it held, and must not
+    /// grant them again before they have expired everywhere. Set it to at least your longest
+    /// ttl unless every node runs AOF with `appendfsync always`. Releases still reach a
+    /// quarantined node. Default 0 (off); at most [`crate::MAX_TTL`].
+    pub fn restart_quarantine(mut self, window: Duration) -> Self {
+        self.restart_quarantine = window;
+        self
+    }
+
     /// Checks the configuration and builds the lock manager. No I/O: connections open lazily.
     pub fn build(self) -> Result<Redlock, Error> {
         let mut addrs: Vec<NodeAddr> = Vec::with_capacity(self.nodes.len());
@@ -151,6 +180,8 @@ impl Builder {
             ReplyBounds::new(self.limits),
             self.connect_timeout,
             self.node_timeout,
+            self.restart_quarantine,
+            self.fencing,
         );
         Ok(Redlock::from_inner(Arc::new(Inner {
             nodes,
@@ -161,6 +192,7 @@ impl Builder {
             retry_delay: self.retry_delay,
             retry_jitter: self.retry_jitter,
             drift_factor: self.drift_factor,
+            fencing: self.fencing,
         })))
     }
 
@@ -180,6 +212,10 @@ impl Builder {
             (
                 self.retry_delay <= MAX_WAIT && self.retry_jitter <= MAX_WAIT,
                 ConfigRule::RetryDelay,
+            ),
+            (
+                self.restart_quarantine <= crate::MAX_TTL,
+                ConfigRule::RestartQuarantine,
             ),
         ];
         match rules.iter().find(|(holds, _)| !holds) {

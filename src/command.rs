@@ -20,6 +20,12 @@ pub(crate) trait Exchange {
         false
     }
 
+    /// True when the round draws fencing tokens: a node whose counter may have been lost does
+    /// not vote on it.
+    fn fenced(&self) -> bool {
+        false
+    }
+
     /// Replies that the encoded commands produce on each node.
     fn replies(&self) -> u32 {
         1
@@ -33,15 +39,9 @@ pub(crate) trait Exchange {
     fn judge(&mut self, node: usize, index: u32, reply: Reply<'_>) -> Answer;
 }
 
-/// The single commands of the lock's life.
+/// The compare-and-act commands of a held lock (taking it is [`crate::fence::Take`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Command<'a> {
-    /// `SET key value NX PX ttl`.
-    Acquire {
-        key: &'a [u8],
-        value: &'a [u8],
-        ttl_ms: u64,
-    },
     /// `EVALSHA <release> 1 key value`.
     Release { key: &'a [u8], value: &'a [u8] },
     /// `EVALSHA <extend> 1 key value ttl`.
@@ -55,23 +55,14 @@ pub(crate) enum Command<'a> {
 impl Exchange for Command<'_> {
     fn script(&self) -> Option<Script> {
         match self {
-            Self::Acquire { .. } => None,
             Self::Release { .. } => Some(script::RELEASE),
             Self::Extend { .. } => Some(script::EXTEND),
         }
     }
 
-    fn locking(&self) -> bool {
-        matches!(self, Self::Acquire { .. })
-    }
-
     fn encode(&self, out: &mut Vec<u8>) {
         let mut digits = DecimalBuf::new();
         match *self {
-            Self::Acquire { key, value, ttl_ms } => {
-                let ttl = digits.format(ttl_ms);
-                encode_command(out, &[b"SET", key, value, b"NX", b"PX", ttl]);
-            }
             Self::Release { key, value } => {
                 let sha1 = script::RELEASE.sha1.as_bytes();
                 encode_command(out, &[b"EVALSHA", sha1, b"1", key, value]);
@@ -85,12 +76,7 @@ impl Exchange for Command<'_> {
     }
 
     fn judge(&mut self, _node: usize, _index: u32, reply: Reply<'_>) -> Answer {
-        match (*self, reply) {
-            (Self::Acquire { .. }, Reply::Simple(b"OK")) => Answer::Yes,
-            (Self::Acquire { .. }, Reply::Bulk(None)) => Answer::No,
-            (Self::Acquire { .. }, other) => unscripted(other),
-            (Self::Release { .. } | Self::Extend { .. }, reply) => script_verdict(reply),
-        }
+        script_verdict(reply)
     }
 }
 
@@ -150,11 +136,6 @@ mod tests {
 
     #[test]
     fn every_reply_has_one_meaning() {
-        let acquire = Command::Acquire {
-            key: b"k",
-            value: b"v",
-            ttl_ms: 10,
-        };
         let release = Command::Release {
             key: b"k",
             value: b"v",
@@ -162,18 +143,18 @@ mod tests {
         let server =
             |line: &str| Answer::Failed(NodeError::Server(ServerError::from_line(line.as_bytes())));
         let broken = Answer::Broken(NodeError::UnexpectedReply);
-        assert_eq!(judged(acquire, b"+OK\r\n"), Answer::Yes);
-        assert_eq!(judged(acquire, b"$-1\r\n"), Answer::No);
-        assert_eq!(judged(acquire, b":1\r\n"), broken);
-        assert_eq!(judged(acquire, b"+QUEUED\r\n"), broken);
-        assert_eq!(judged(acquire, b"-LOADING x\r\n"), server("LOADING x"));
-        assert_eq!(judged(acquire, b"-NOSCRIPT x\r\n"), broken);
         assert_eq!(judged(release, b":1\r\n"), Answer::Yes);
         assert_eq!(judged(release, b":0\r\n"), Answer::No);
         assert_eq!(judged(release, b":2\r\n"), broken);
         assert_eq!(judged(release, b"+OK\r\n"), broken);
         assert_eq!(judged(release, b"-WRONGTYPE x\r\n"), Answer::No);
         assert_eq!(judged(release, b"-NOSCRIPT x\r\n"), server("NOSCRIPT x"));
+        let unscripted_reply = |bytes: &[u8]| match decode(bytes, &Limits::LOCK_CLIENT) {
+            Ok(Status::Complete((reply, _))) => unscripted(reply),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(unscripted_reply(b"-LOADING x\r\n"), server("LOADING x"));
+        assert_eq!(unscripted_reply(b"-NOSCRIPT x\r\n"), broken);
         let load = |bytes: &[u8]| match decode(bytes, &Limits::LOCK_CLIENT) {
             Ok(Status::Complete((reply, _))) => script_loaded(script::RELEASE, reply),
             other => panic!("{other:?}"),
@@ -189,18 +170,20 @@ mod tests {
     }
 
     #[test]
-    fn commands_encode_as_the_distlock_page_spells_them() {
+    fn extend_encodes_the_script_call_with_the_ttl() {
         let mut out = Vec::new();
-        let acquire = Command::Acquire {
+        let extend = Command::Extend {
             key: b"k",
             value: b"v",
             ttl_ms: 30000,
         };
-        acquire.encode(&mut out);
-        assert_eq!(
-            out,
-            b"*6\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nNX\r\n$2\r\nPX\r\n$5\r\n30000\r\n"
+        extend.encode(&mut out);
+        let expected = format!(
+            "*6\r\n$7\r\nEVALSHA\r\n$40\r\n{}\r\n$1\r\n1\r\n$1\r\nk\r\n$1\r\nv\r\n$5\r\n30000\r\n",
+            script::EXTEND_SHA1
         );
-        assert!(acquire.locking() && acquire.script().is_none());
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+        assert_eq!(extend.script().map(|s| s.sha1), Some(script::EXTEND_SHA1));
+        assert!(!extend.locking());
     }
 }

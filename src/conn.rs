@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 
 use crate::error::{NodeError, Phase, ProtocolError, ServerError};
+use crate::identity::{parse_info, Seen};
 use crate::resp::{self, Limits, Reply, Status};
 use crate::url::NodeAddr;
 
@@ -76,6 +77,12 @@ pub(crate) struct Conn {
     write_buf: Vec<u8>,
     /// Replies owed by the server that nobody will read: skipped before the next one.
     stale: u32,
+    /// Replies owed ahead of the identity reply (the scripts loaded on connect).
+    preamble: u32,
+    /// `INFO server` went out after the preamble and its reply has not been read.
+    info_pending: bool,
+    /// What that reply said, until [`Conn::take_seen`].
+    seen: Option<Option<Seen>>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     bounds: ReplyBounds,
@@ -129,6 +136,9 @@ impl Conn {
             end: 0,
             write_buf: Vec::with_capacity(INITIAL_BUFFER),
             stale: 0,
+            preamble: 0,
+            info_pending: false,
+            seen: None,
             read_timeout: None,
             write_timeout: None,
             bounds,
@@ -185,14 +195,50 @@ impl Conn {
         self.last_active
     }
 
-    /// Replies that will be skipped before the next one is handed out.
+    /// Replies that will be read and set aside before the next one is handed out.
     pub fn stale(&self) -> u32 {
-        self.stale
+        self.stale + self.preamble + u32::from(self.info_pending)
+    }
+
+    /// Records that the commands already queued were `preloads` unanswered script loads and
+    /// then one `INFO server`, whose reply is kept for [`Conn::take_seen`] when it is read.
+    pub fn expect_identity(&mut self, preloads: u32) {
+        self.preamble = self.preamble.saturating_add(preloads);
+        self.info_pending = true;
+    }
+
+    /// What the node said about itself in `INFO server`, once that reply has been read (and
+    /// only once): `Some(None)` when it did not say.
+    pub fn take_seen(&mut self) -> Option<Option<Seen>> {
+        self.seen.take()
     }
 
     /// Records that the replies to `count` commands already sent will not be read.
     pub fn abandon(&mut self, count: u32) {
         self.stale = self.stale.saturating_add(count);
+    }
+
+    /// The identity a reply carries, when it is the awaited `INFO server` reply.
+    fn identity_in(&self, reply: Reply<'_>) -> Option<Option<Seen>> {
+        (self.preamble == 0 && self.info_pending).then(|| match reply {
+            Reply::Bulk(Some(text)) => parse_info(text),
+            // An ACL user may not run INFO: such a node is simply not identified.
+            _ => None,
+        })
+    }
+
+    /// Sets aside the next reply, which nobody waits for (`stale() > 0`): a preamble reply, the
+    /// identity reply (its content, `identity`, is kept), or a stale one.
+    fn set_aside(&mut self, identity: Option<Option<Seen>>, used: usize) {
+        if self.preamble > 0 {
+            self.preamble -= 1;
+        } else if self.info_pending {
+            self.info_pending = false;
+            self.seen = identity;
+        } else {
+            self.stale = self.stale.saturating_sub(1);
+        }
+        self.consume(used);
     }
 
     /// True when the last reply awaited here timed out and nothing was read since.
@@ -242,7 +288,7 @@ impl Conn {
         match self.fill(now) {
             Err(NodeError::Timeout(_)) => Ok(()),
             // Late replies arrived meanwhile; they will be skipped in order.
-            Ok(()) if self.stale > 0 => Ok(()),
+            Ok(()) if self.stale() > 0 => Ok(()),
             Ok(()) => Err(NodeError::UnexpectedReply),
             Err(error) => Err(error),
         }
@@ -250,12 +296,12 @@ impl Conn {
 
     /// Skips, without waiting, the stale replies that have already arrived.
     pub fn drain(&mut self) -> Result<(), NodeError> {
-        while self.stale > 0 {
+        while self.stale() > 0 {
             let buffered = self.read_buf.get(self.start..self.end).unwrap_or_default();
             match resp::decode(buffered, &self.bounds.limits).map_err(NodeError::Protocol)? {
-                Status::Complete((_, used)) => {
-                    self.stale -= 1;
-                    self.consume(used);
+                Status::Complete((reply, used)) => {
+                    let identity = self.identity_in(reply);
+                    self.set_aside(identity, used);
                 }
                 Status::Incomplete => match self.fill(Instant::now()) {
                     Ok(()) => {}
@@ -282,9 +328,9 @@ impl Conn {
             let buffered = self.read_buf.get(self.start..self.end).unwrap_or_default();
             match resp::decode(buffered, &self.bounds.limits).map_err(NodeError::Protocol)? {
                 Status::Complete((reply, used)) => {
-                    if self.stale > 0 {
-                        self.stale -= 1;
-                        self.consume(used);
+                    if self.stale() > 0 {
+                        let identity = self.identity_in(reply);
+                        self.set_aside(identity, used);
                         continue;
                     }
                     let outcome = interpret(reply);

@@ -54,6 +54,10 @@ impl Call<'_> {
                 debug_assert!(false, "target {node} out of range");
                 continue;
             };
+            if setup.locking && self.barred.contains(node) {
+                round.failed(node, NodeError::Quarantined);
+                continue;
+            }
             match nodes.prepare(node, self.ticket, &round) {
                 Ok(conn) => *slot = Some(conn),
                 Err(error) => round.failed(node, error),
@@ -90,7 +94,20 @@ impl Call<'_> {
         {
             let read_start = Instant::now();
             let answer = match slots.get_mut(node).and_then(Option::as_mut) {
-                Some(conn) => read_answer(conn, exchange, node, reloading, until),
+                Some(conn) => {
+                    let answer = read_answer(conn, exchange, node, reloading, until);
+                    // A new connection's first reply says who the node is: before its
+                    // answer counts. A node that is another one's alias never counts.
+                    let identified = match conn.take_seen().flatten() {
+                        Some(seen) => nodes.identify(node, &seen, setup.locking, exchange.fenced()),
+                        None => Ok(()),
+                    };
+                    match identified.map(|()| nodes.get(node).and_then(|n| n.health.alias())) {
+                        _ if matches!(answer, Answer::Broken(_)) => answer,
+                        Err(error) | Ok(Some(error)) => Answer::Failed(error),
+                        Ok(None) => answer,
+                    }
+                }
                 None => {
                     debug_assert!(false, "node {node} was sent to but has no connection");
                     Answer::Broken(NodeError::Closed)

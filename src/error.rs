@@ -203,6 +203,19 @@ pub enum NodeError {
     /// The node's connection owes so many unread replies (it is paused or cut off) that no
     /// new lock was sent to it until it answers; nothing was sent this round.
     HeldBack,
+    /// The node restarted recently (its `run_id` changed, or its uptime is below
+    /// [`crate::Builder::restart_quarantine`]) and may have lost keys, or, with fencing, its
+    /// counter for this resource has not been re-seeded since it restarted: it does not vote
+    /// on grants yet. Releases still reach it.
+    Quarantined,
+    /// The node reports the same `run_id` as another configured node: one server listed under
+    /// two names. It never votes, so that server is not counted twice.
+    SameServer {
+        /// Position of the other node in the configured list.
+        node: usize,
+        /// `host:port` of the other node.
+        addr: String,
+    },
 }
 
 impl NodeError {
@@ -228,6 +241,10 @@ impl fmt::Display for NodeError {
             Self::ScriptDigestMismatch => f.write_str("script load returned another digest"),
             Self::NotAwaited => f.write_str("slow node not awaited once the round was decided"),
             Self::HeldBack => f.write_str("held back: owes too many unread replies"),
+            Self::Quarantined => f.write_str("restarted recently: quarantined, no vote on grants"),
+            Self::SameServer { node, addr } => {
+                write!(f, "same server as node {node} ({addr}): not counted twice")
+            }
         }
     }
 }

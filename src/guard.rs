@@ -39,6 +39,8 @@ pub struct LockGuard<R: AsRef<[u8]>> {
     /// When the winning round started.
     acquired: Instant,
     valid_until: Instant,
+    /// The fencing token, on a manager with fencing.
+    token: Option<u64>,
     /// Whether dropping the guard releases the lock.
     armed: bool,
 }
@@ -61,8 +63,23 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
             ttl: validity.ttl,
             acquired: validity.acquired,
             valid_until: validity.until,
+            token: None,
             armed: true,
         }
+    }
+
+    pub(crate) fn with_token(mut self, token: Option<u64>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// The fencing token of this grant, on a manager built with
+    /// [`crate::Builder::fencing`]`(true)`; `None` otherwise. It is larger than the token of
+    /// every grant of this resource that returned before this one's first command was sent:
+    /// hand it to the protected resource with every write, and have the resource reject a
+    /// token lower than the highest it has seen (SAFETY.md states the conditions).
+    pub fn token(&self) -> Option<u64> {
+        self.token
     }
 
     /// The resource, exactly as given (it is the Redis key).
@@ -192,6 +209,7 @@ impl<R: AsRef<[u8]>> fmt::Debug for LockGuard<R> {
             .field("resource", &String::from_utf8_lossy(self.resource()))
             .field("value", &String::from_utf8_lossy(self.value()))
             .field("remaining", &self.remaining())
+            .field("token", &self.token)
             .field("armed", &self.armed)
             .finish()
     }

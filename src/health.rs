@@ -4,11 +4,12 @@
 //! Contract: shared by every caller of one lock manager, lock-free on the hot path (the latency
 //! is one atomic), and only ever a hint: a lost update can reorder reads, never change a vote.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::NodeError;
+use crate::identity::Identity;
 use crate::sync::lock;
 
 /// After a connect or handshake times out, the node is not dialled again for this long; rounds
@@ -24,6 +25,12 @@ pub(crate) struct Health {
     latency: AtomicU64,
     /// After a connect that timed out: when to dial again, and what to report until then.
     backoff: Mutex<Option<(Instant, NodeError)>>,
+    /// Who the node said it is on its last new connection.
+    pub identity: Mutex<Identity>,
+    /// The node turned out to be another configured node under a second name: set with the
+    /// error that says which, and its votes never count.
+    alias: Mutex<Option<NodeError>>,
+    is_alias: AtomicBool,
 }
 
 impl Health {
@@ -43,6 +50,27 @@ impl Health {
             old - (old - sample) / 8
         };
         self.latency.store(new, Ordering::Relaxed);
+    }
+
+    /// Marks the node as another name of a configured node (`Some(error)` names it), or clears
+    /// the mark.
+    pub fn set_alias(&self, error: Option<NodeError>) {
+        let mut alias = lock(&self.alias);
+        self.is_alias.store(error.is_some(), Ordering::Relaxed);
+        *alias = error;
+    }
+
+    /// The error that names the node this one is another name of, if it is.
+    pub fn alias(&self) -> Option<NodeError> {
+        if !self.is_alias.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.alias).clone()
+    }
+
+    /// True while the node may not vote on grants (it restarted recently).
+    pub fn quarantined(&self, now: Instant) -> bool {
+        lock(&self.identity).quarantined(now)
     }
 
     /// The error to report instead of dialling, while a backoff runs.

@@ -221,6 +221,11 @@ impl<R: AsRef<[u8]>> Lease<R> {
         self.guard.value()
     }
 
+    /// The grant's fencing token (see [`LockGuard::token`]): renewals keep it.
+    pub fn token(&self) -> Option<u64> {
+        self.guard.token()
+    }
+
     /// Stops renewal (waiting for a renewal in flight to finish), then releases the lock as
     /// [`LockGuard::release`] does.
     pub fn release(mut self) -> Result<bool, Error> {

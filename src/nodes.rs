@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 use crate::conn::{Conn, ReplyBounds};
 use crate::error::NodeError;
 use crate::health::Health;
+use crate::identity::{Change, Seen};
 use crate::pool::{Pool, Ticket};
 use crate::quorum::{self, NodeSet};
 use crate::round::Round;
-use crate::script;
+use crate::script::{self, Script};
 use crate::sync::lock;
 use crate::url::NodeAddr;
 
@@ -66,6 +67,12 @@ pub(crate) struct Nodes {
     tickets: AtomicU64,
     /// The process that owns the pooled connections.
     pid: AtomicU32,
+    /// How long a restarted node is kept from voting on grants.
+    quarantine: Duration,
+    /// The scripts every new connection loads (the fencing ones only with fencing).
+    preload: &'static [Script],
+    /// Serialises identity checks, so two names of one server are never both admitted.
+    identities: Mutex<()>,
 }
 
 impl Nodes {
@@ -74,6 +81,8 @@ impl Nodes {
         bounds: ReplyBounds,
         connect_timeout: Duration,
         node_timeout: Duration,
+        quarantine: Duration,
+        fencing: bool,
     ) -> Self {
         Self {
             quorum: quorum::quorum(addrs.len()),
@@ -91,6 +100,13 @@ impl Nodes {
             scratch: Mutex::new(Vec::new()),
             tickets: AtomicU64::new(1),
             pid: AtomicU32::new(std::process::id()),
+            quarantine,
+            preload: if fencing {
+                &script::ALL
+            } else {
+                script::UNFENCED
+            },
+            identities: Mutex::new(()),
         }
     }
 
@@ -146,6 +162,7 @@ impl Nodes {
             nodes: self,
             ticket,
             closing: false,
+            barred: NodeSet::default(),
             reloaded: NodeSet::default(),
             scratch,
         }
@@ -185,6 +202,14 @@ impl Nodes {
             debug_assert!(false, "node {node} out of range");
             return Err(NodeError::Unresolvable);
         };
+        if round.locking() {
+            if let Some(alias) = target.health.alias() {
+                return Err(alias);
+            }
+            if !self.quarantine.is_zero() && target.health.quarantined(Instant::now()) {
+                return Err(NodeError::Quarantined);
+            }
+        }
         let mut taken = target.pool.take(ticket);
         if let Some((conn, mine)) = taken.as_mut() {
             if round.holds_back(conn.stale()) || conn.stale() >= SETTLE_AT {
@@ -213,6 +238,12 @@ impl Nodes {
 
     /// Opens a connection, unless a recent attempt timed out: a black-holed host would
     /// otherwise cost every round a whole connect timeout.
+    ///
+    /// Every script goes ahead of the first command, unanswered (their replies are skipped):
+    /// an EVALSHA on this connection then finds its script even when nobody waits to see a
+    /// NOSCRIPT, as for a release queued behind a SET on a paused node. Then `INFO server`,
+    /// whose reply is read before the first command's and tells who the node is
+    /// ([`Nodes::identify`]). Nothing is waited for here: a slow node costs no extra round trip.
     fn dial(&self, target: &Node) -> Result<Conn, NodeError> {
         let now = Instant::now();
         if let Some(error) = target.health.backing_off(now) {
@@ -220,14 +251,11 @@ impl Nodes {
         }
         match Conn::connect(&target.addr, now + self.connect_timeout, self.bounds) {
             Ok(mut conn) => {
-                // Every script goes ahead of the first command, unanswered (their replies are
-                // skipped): an EVALSHA on this connection then finds its script even when
-                // nobody waits to see a NOSCRIPT, as for a release queued behind a SET on a
-                // paused node.
-                for loaded in script::ALL {
+                for loaded in self.preload {
                     conn.queue(&[b"SCRIPT", b"LOAD", loaded.source.as_bytes()]);
                 }
-                conn.abandon(u32::try_from(script::ALL.len()).unwrap_or(u32::MAX));
+                conn.queue(&[b"INFO", b"server"]);
+                conn.expect_identity(u32::try_from(self.preload.len()).unwrap_or(u32::MAX));
                 Ok(conn)
             }
             Err(error) => {
@@ -235,6 +263,43 @@ impl Nodes {
                 Err(error)
             }
         }
+    }
+
+    /// Records who `node` said it is on a new connection, before its first answer counts.
+    /// Marks it as an alias when another configured node is the same server (its votes never
+    /// count, and it is sent no new lock; releases still reach it). In a round that takes a
+    /// lock, refuses its vote while it is quarantined, and in a fenced one right after a
+    /// restart (its counter cannot be trusted until it is re-seeded).
+    pub fn identify(
+        &self,
+        node: usize,
+        seen: &Seen,
+        locking: bool,
+        fenced: bool,
+    ) -> Result<(), NodeError> {
+        let Some(target) = self.list.get(node) else {
+            return Ok(());
+        };
+        let _serial = lock(&self.identities);
+        for (other, named) in self.list.iter().enumerate() {
+            if other != node && lock(&named.health.identity).run_id() == Some(&seen.run_id) {
+                let error = NodeError::SameServer {
+                    node: other,
+                    addr: named.addr.to_string(),
+                };
+                target.health.set_alias(Some(error.clone()));
+                return Err(error);
+            }
+        }
+        target.health.set_alias(None);
+        let now = Instant::now();
+        let mut identity = lock(&target.health.identity);
+        let change = identity.observe(seen, now, self.quarantine);
+        let distrusted = fenced && change == Change::Restarted;
+        if locking && (distrusted || identity.quarantined(now)) {
+            return Err(NodeError::Quarantined);
+        }
+        Ok(())
     }
 }
 
@@ -245,6 +310,9 @@ pub(crate) struct Call<'a> {
     pub(crate) ticket: Option<Ticket>,
     /// Set before the lock's last round: its connections are then given back unreserved.
     pub(crate) closing: bool,
+    /// Nodes that may not vote on this call's next lock-taking round (a fencing counter that
+    /// cannot be trusted yet): they count as quarantined.
+    pub(crate) barred: NodeSet,
     /// Nodes that had their one `SCRIPT LOAD` in this call.
     pub(crate) reloaded: NodeSet,
     pub(crate) scratch: Scratch,

@@ -25,6 +25,7 @@ use rand::TryRng;
 use crate::builder::Builder;
 use crate::command::Command;
 use crate::error::{Error, TtlRule};
+use crate::fence::{counter_key, Attempt, Take};
 use crate::guard::LockGuard;
 use crate::keeper::Keeper;
 use crate::listen::Listener;
@@ -73,6 +74,8 @@ pub(crate) struct Inner {
     pub retry_delay: Duration,
     pub retry_jitter: Duration,
     pub drift_factor: f64,
+    /// Grants carry fencing tokens.
+    pub fencing: bool,
 }
 
 impl Drop for Inner {
@@ -202,42 +205,36 @@ impl Redlock {
         // The ticket keeps this lock's commands to each node in order, across its attempts
         // and its guard's life: a release never overtakes its own SET.
         let mut call = nodes.call(Some(ticket));
+        let counter = inner.fencing.then(|| counter_key(resource.as_ref()));
         let mut attempt = 0;
         loop {
             attempt += 1;
             let key = resource.as_ref();
-            let mut acquire = Command::Acquire {
-                key,
-                value: &value,
-                ttl_ms,
+            let mut take = Take::new(key, &value, ttl_ms);
+            take.counter = counter.as_deref();
+            let (first, second) = match inner.attempt(&mut call, &mut take, ttl, drift) {
+                Attempt::Granted {
+                    reached,
+                    validity,
+                    token,
+                } => {
+                    drop(call);
+                    let inner = Arc::clone(inner);
+                    let guard = LockGuard::new(inner, ticket, reached, resource, value, validity);
+                    return Ok(guard.with_token(token));
+                }
+                Attempt::Failed { first, second } => (first, second),
             };
-            let round = call.round(&mut acquire, nodes.everywhere(), Wait::UntilDecided);
-            if round.granted() && quorum::validity(ttl, round.elapsed(), drift).is_some() {
-                drop(call);
-                let inner = Arc::clone(inner);
-                return Ok(LockGuard::new(
-                    inner,
-                    ticket,
-                    round.sent,
-                    resource,
-                    value,
-                    Validity {
-                        ttl,
-                        acquired: round.started,
-                        until: end_of_validity(&round, ttl, drift),
-                    },
-                ));
-            }
             let last = attempt >= attempts;
-            if !round.sent.is_empty() {
+            if !first.sent.is_empty() {
                 if last {
                     call.closing();
                 }
                 let mut release = Command::Release { key, value: &value };
-                call.round(&mut release, round.sent, Wait::AllHealthy);
+                call.round(&mut release, first.sent, Wait::AllHealthy);
             }
             if last {
-                return Err(inner.not_acquired(attempt, &round));
+                return Err(inner.not_acquired(attempt, second.as_ref().unwrap_or(&first)));
             }
             let random = SysRng.try_next_u64().unwrap_or(0);
             std::thread::sleep(inner.retry_delay + quorum::jitter(inner.retry_jitter, random));

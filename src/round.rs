@@ -195,6 +195,11 @@ impl Round {
         self.slow
     }
 
+    /// True when the round takes a lock (a restarted node may not vote on it).
+    pub fn locking(&self) -> bool {
+        self.setup.locking
+    }
+
     /// True when a connection owing `owed` replies must get no new command in this round.
     pub fn holds_back(&self, owed: u32) -> bool {
         self.setup.locking && owed >= MAX_OWED

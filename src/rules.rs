@@ -82,6 +82,8 @@ rules! {
         ConnectTimeout => "connect_timeout must be in (0, 1 h]",
         /// `retry_delay` or `retry_jitter` is above an hour.
         RetryDelay => "retry_delay and retry_jitter must be at most 1 h",
+        /// `restart_quarantine` is above [`crate::MAX_TTL`].
+        RestartQuarantine => "restart_quarantine must be at most MAX_TTL",
     }
 }
 

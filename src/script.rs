@@ -42,12 +42,39 @@ pub const INSPECT_SCRIPT: &str = concat!(
 /// SHA1 of [`INSPECT_SCRIPT`], lowercase hex.
 pub const INSPECT_SHA1: &str = "1dc741d8cc4fef2c5b741b34ad6a79baa76902d1";
 
+/// Takes the lock and draws a fencing token: `SET KEYS[1] ARGV[1] NX PX ARGV[2]`, and only if
+/// that succeeded `INCR KEYS[2]` (the resource's counter), returning the new count; nil when
+/// another value holds the key.
+pub const FENCED_ACQUIRE_SCRIPT: &str = concat!(
+    r#"if redis.call("set",KEYS[1],ARGV[1],"NX","PX",ARGV[2]) then "#,
+    r#"return redis.call("incr",KEYS[2]) end return false"#
+);
+
+/// SHA1 of [`FENCED_ACQUIRE_SCRIPT`], lowercase hex.
+pub const FENCED_ACQUIRE_SHA1: &str = "4b5bdd186f2c3f1cf0ca6523cf41403f22b52b0e";
+
+/// Publishes a fencing token: raises the counter `KEYS[2]` to at least `ARGV[2]` (never lowers
+/// it), then returns 1 if `KEYS[1]` holds our value `ARGV[1]`, 0 otherwise.
+pub const FENCE_CONFIRM_SCRIPT: &str = concat!(
+    r#"local c = tonumber(redis.call("get",KEYS[2]) or "0") "#,
+    r#"if c < tonumber(ARGV[2]) then redis.call("set",KEYS[2],ARGV[2]) end "#,
+    r#"if redis.call("get",KEYS[1]) == ARGV[1] then return 1 end return 0"#
+);
+
+/// SHA1 of [`FENCE_CONFIRM_SCRIPT`], lowercase hex.
+pub const FENCE_CONFIRM_SHA1: &str = "4f7aa6ebb3b9ad53c2223a862e733658d2ec5ac0";
+
+/// The prefix of a resource's fencing counter key: the resource follows it.
+pub const FENCE_COUNTER_PREFIX: &str = "resplock:fence:";
+
 /// Every script the crate runs, as `(source, sha1)`: a new connection loads them all, in this
 /// order, before its first command.
 pub const SCRIPTS: &[(&str, &str)] = &[
     (RELEASE_SCRIPT, RELEASE_SHA1),
     (EXTEND_SCRIPT, EXTEND_SHA1),
     (INSPECT_SCRIPT, INSPECT_SHA1),
+    (FENCED_ACQUIRE_SCRIPT, FENCED_ACQUIRE_SHA1),
+    (FENCE_CONFIRM_SCRIPT, FENCE_CONFIRM_SHA1),
 ];
 
 /// A script and its digest, as the connection layer uses them.
@@ -72,5 +99,18 @@ pub(crate) const INSPECT: Script = Script {
     sha1: INSPECT_SHA1,
 };
 
+pub(crate) const FENCED_ACQUIRE: Script = Script {
+    source: FENCED_ACQUIRE_SCRIPT,
+    sha1: FENCED_ACQUIRE_SHA1,
+};
+
+pub(crate) const FENCE_CONFIRM: Script = Script {
+    source: FENCE_CONFIRM_SCRIPT,
+    sha1: FENCE_CONFIRM_SHA1,
+};
+
 /// Every script, in the order a new connection loads them (as [`SCRIPTS`]).
-pub(crate) const ALL: [Script; 3] = [RELEASE, EXTEND, INSPECT];
+pub(crate) const ALL: [Script; 5] = [RELEASE, EXTEND, INSPECT, FENCED_ACQUIRE, FENCE_CONFIRM];
+
+/// The scripts a manager without fencing loads on a new connection.
+pub(crate) const UNFENCED: &[Script] = &[RELEASE, EXTEND, INSPECT];

@@ -24,15 +24,14 @@ use std::time::{Duration, Instant};
 use rand::rngs::SysRng;
 use rand::TryRng;
 
-use crate::command::{other_reply, unscripted, Command, Exchange};
-use crate::error::{Error, NodeError};
+use crate::command::Command;
+use crate::error::Error;
+use crate::fence::{counter_key, Attempt, Take};
 use crate::guard::LockGuard;
 use crate::listen::{channel_of, Spot, Woke};
 use crate::quorum::{self, MAX_NODES};
-use crate::redlock::{end_of_validity, new_value, Redlock, Validity};
-use crate::resp::{encode_command, DecimalBuf, Reply};
-use crate::round::{Answer, Outcome, Wait};
-use crate::script::Script;
+use crate::redlock::{new_value, Redlock};
+use crate::round::{Outcome, Wait};
 
 /// Longest sleep between attempts when the holder's keys never expire (or nodes are down).
 const FALLBACK_POLL: Duration = Duration::from_secs(1);
@@ -42,54 +41,6 @@ const RESUBSCRIBED: Duration = Duration::from_secs(1);
 
 /// Longest backoff between attempts woken by messages that keep failing.
 const MAX_NOTIFIED_BACKOFF: Duration = Duration::from_millis(100);
-
-/// `SET key value NX PX ttl` then `PTTL key`, on every node.
-struct Probe<'a> {
-    key: &'a [u8],
-    value: &'a [u8],
-    ttl_ms: u64,
-    /// Per node, the `PTTL` reply: -2 gone, -1 no expiry, else milliseconds left.
-    ttls: [Option<i64>; MAX_NODES],
-}
-
-impl Exchange for Probe<'_> {
-    fn script(&self) -> Option<Script> {
-        None
-    }
-
-    fn locking(&self) -> bool {
-        true
-    }
-
-    fn replies(&self) -> u32 {
-        2
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) {
-        let mut digits = DecimalBuf::new();
-        let ttl = digits.format(self.ttl_ms);
-        encode_command(out, &[b"SET", self.key, self.value, b"NX", b"PX", ttl]);
-        encode_command(out, &[b"PTTL", self.key]);
-    }
-
-    fn judge(&mut self, node: usize, index: u32, reply: Reply<'_>) -> Answer {
-        match (index, reply) {
-            (0, Reply::Simple(b"OK")) => Answer::Yes,
-            (0, Reply::Bulk(None)) => Answer::No,
-            (0, other) => unscripted(other),
-            (_, Reply::Integer(ttl)) => {
-                if let Some(slot) = self.ttls.get_mut(node) {
-                    *slot = Some(ttl);
-                }
-                Answer::Yes
-            }
-            (_, Reply::Error(line)) if line.starts_with(b"NOSCRIPT") => {
-                Answer::Broken(NodeError::UnexpectedReply)
-            }
-            (_, other) => other_reply(other),
-        }
-    }
-}
 
 /// How long until enough nodes are free for a quorum, given `free_now` nodes free already and
 /// the remaining ttls (ms) of the nodes where another value holds the key (-1: no expiry).
@@ -106,7 +57,7 @@ fn free_in(free_now: usize, held_ttls: &mut [i64], quorum: usize) -> Option<Dura
 
 /// When to try again after the failed attempt `round` of `probe`: when the holder's keys run
 /// out on enough nodes, plus Redis' expiry resolution and jitter.
-fn retry_after(round: &Outcome, probe: &Probe<'_>, nodes: usize, quorum: usize) -> Duration {
+fn retry_after(round: &Outcome, probe: &Take<'_>, nodes: usize, quorum: usize) -> Duration {
     let mut free_now = 0;
     let mut held = [0i64; MAX_NODES];
     let mut count = 0;
@@ -161,6 +112,7 @@ impl Redlock {
         let ticket = nodes.ticket();
         let mut call = nodes.call(Some(ticket));
         let channel = channel_of(resource.as_ref());
+        let counter = inner.fencing.then(|| counter_key(resource.as_ref()));
         let mut spot: Option<Spot> = inner
             .listener
             .has_waiters(&channel)
@@ -188,34 +140,33 @@ impl Redlock {
                 attempts += 1;
                 tried_at = now;
                 let key = resource.as_ref();
-                let mut probe = Probe {
-                    key,
-                    value: &value,
-                    ttl_ms,
-                    ttls: [None; MAX_NODES],
-                };
-                let round = call.round(&mut probe, nodes.everywhere(), Wait::UntilDecided);
-                if round.granted() && quorum::validity(ttl, round.elapsed(), drift).is_some() {
-                    drop(call);
-                    drop(spot);
-                    let validity = Validity {
-                        ttl,
-                        acquired: round.started,
-                        until: end_of_validity(&round, ttl, drift),
-                    };
-                    return Ok(LockGuard::new(
-                        self.inner_arc(),
-                        ticket,
-                        round.sent,
-                        resource,
-                        value,
+                let mut take = Take::new(key, &value, ttl_ms);
+                take.counter = counter.as_deref();
+                take.with_ttl = true;
+                let (first, second) = match inner.attempt(&mut call, &mut take, ttl, drift) {
+                    Attempt::Granted {
+                        reached,
                         validity,
-                    ));
-                }
+                        token,
+                    } => {
+                        drop(call);
+                        drop(spot);
+                        let guard = LockGuard::new(
+                            self.inner_arc(),
+                            ticket,
+                            reached,
+                            resource,
+                            value,
+                            validity,
+                        );
+                        return Ok(guard.with_token(token));
+                    }
+                    Attempt::Failed { first, second } => (first, second),
+                };
                 // Nodes that answered "held" never set our key: only the others are released.
-                let mut cleanup = round.sent;
-                for node in round.sent.iter() {
-                    if round.answer(node) == Some(false) {
+                let mut cleanup = first.sent;
+                for node in first.sent.iter() {
+                    if first.answer(node) == Some(false) {
                         cleanup.remove(node);
                     }
                 }
@@ -223,9 +174,9 @@ impl Redlock {
                     let mut release = Command::Release { key, value: &value };
                     call.round(&mut release, cleanup, Wait::AllHealthy);
                 }
-                let wait = retry_after(&round, &probe, nodes.len(), nodes.quorum());
+                let wait = retry_after(&first, &take, nodes.len(), nodes.quorum());
                 next_try = Some(Instant::now() + wait);
-                last = Some(round);
+                last = Some(second.unwrap_or(first));
                 if spot.is_none() {
                     spot = Some(inner.listener.join(nodes, channel.clone()));
                 }

@@ -12,7 +12,8 @@
 //!
 //! The connection preamble is answered by the rig itself: resplock loads every one of its
 //! scripts (`resplock::script::SCRIPTS`; `SCRIPT LOAD`, replies unread) at the start of every
-//! new connection. Those loads, up to the
+//! new connection, after asking `INFO server` (answered with a `run_id` unique to the fake and
+//! a long uptime). Those commands, up to the
 //! first other command after `AUTH`/`SELECT`, get the script's digest from the rig and are
 //! neither passed to the handler nor recorded in [`FakeServer::commands`]; they are counted in
 //! [`FakeServer::preamble_loads`]. A `SCRIPT LOAD` anywhere else goes to the handler as usual.
@@ -158,6 +159,8 @@ struct Shared {
     commands: Mutex<Vec<Command>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     preamble_loads: AtomicU64,
+    /// What this fake says its `run_id` is, unique per fake (its port and this process).
+    run_id: String,
 }
 
 /// A scripted fake RESP server. See the module docs.
@@ -212,6 +215,10 @@ impl FakeServer {
             commands: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
             preamble_loads: AtomicU64::new(0),
+            run_id: format!(
+                "{:040x}",
+                u128::from(addr.port()) << 64 | u128::from(std::process::id())
+            ),
         });
         let s = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -360,6 +367,13 @@ fn parse_command(buf: &[u8]) -> Parsed {
     }
 }
 
+/// True for `INFO server`, which resplock sends on every new connection to learn who the node
+/// is.
+fn is_info_server(args: &[Vec<u8>]) -> bool {
+    matches!(args, [name, section] if name.eq_ignore_ascii_case(b"INFO")
+        && section.eq_ignore_ascii_case(b"server"))
+}
+
 /// The digest to answer for a `SCRIPT LOAD` of one of resplock's scripts.
 fn preamble_digest(args: &[Vec<u8>]) -> Option<&'static str> {
     let [name, sub, body] = args else {
@@ -406,6 +420,17 @@ fn serve(shared: &Shared, mut stream: TcpStream, conn: u64) {
         };
         buf.drain(..used);
         if preamble {
+            if is_info_server(&args) {
+                let text = format!(
+                    "# Server\r\nredis_version:fake\r\nrun_id:{}\r\nuptime_in_seconds:100000\r\n",
+                    shared.run_id
+                );
+                let reply = format!("${}\r\n{text}\r\n", text.len());
+                if stream.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
+                continue;
+            }
             if let Some(digest) = preamble_digest(&args) {
                 shared.preamble_loads.fetch_add(1, Ordering::SeqCst);
                 let reply = format!("${}\r\n{digest}\r\n", digest.len());

@@ -1,0 +1,169 @@
+//! Who a node is: the `run_id` and uptime it reports in `INFO server`, read on every new
+//! connection before the first command, and what follows from them.
+//!
+//! Contract (pure; the clock comes in as a parameter):
+//! - A node whose `run_id` changed has restarted and may have lost keys and fencing counters:
+//!   it is *quarantined* (no vote on grants, releases still go out) until it has been up for
+//!   the configured window, and, for fencing, trusted again only for the resources whose
+//!   counter has been re-seeded from a quorum since ([`Identity::seeded`]).
+//! - A node first seen with an uptime below the window gets the same treatment: it may have
+//!   restarted just before this process met it.
+//! - A client that never saw a node's old `run_id` and meets it after the window cannot tell
+//!   that it restarted: that case is only covered by persistence (see SAFETY.md).
+//! - Duplicate detection compares `run_id`s across the configured nodes (`nodes.rs`).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// What `INFO server` says about a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub run_id: Vec<u8>,
+    pub uptime: Duration,
+}
+
+/// Reads `run_id` and `uptime_in_seconds` from the text of `INFO server` (`key:value` lines).
+/// `None` when either is missing (not a Redis server, or a proxy that hides them).
+pub(crate) fn parse_info(text: &[u8]) -> Option<Seen> {
+    let mut run_id = None;
+    let mut uptime = None;
+    for line in text.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(id) = line.strip_prefix(b"run_id:") {
+            run_id = (!id.is_empty() && id.len() <= 64).then(|| id.to_vec());
+        } else if let Some(secs) = line.strip_prefix(b"uptime_in_seconds:") {
+            uptime = std::str::from_utf8(secs)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(Duration::from_secs);
+        }
+    }
+    Some(Seen {
+        run_id: run_id?,
+        uptime: uptime?,
+    })
+}
+
+/// What this process knows about one node's identity.
+#[derive(Debug, Default)]
+pub(crate) struct Identity {
+    run_id: Option<Vec<u8>>,
+    quarantined_until: Option<Instant>,
+    /// `None`: trusted for fencing on every resource. `Some(set)`: restarted, or young when
+    /// first seen: trusted only for the resources re-seeded since.
+    seeded: Option<HashSet<Vec<u8>>>,
+}
+
+/// What an observation changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// First sight of the node.
+    First,
+    /// Same `run_id` as before.
+    Same,
+    /// Another `run_id`: the node restarted.
+    Restarted,
+}
+
+impl Identity {
+    /// Records what a new connection saw at `now`; `window` is the restart quarantine.
+    pub fn observe(&mut self, seen: &Seen, now: Instant, window: Duration) -> Change {
+        let change = match &self.run_id {
+            None => Change::First,
+            Some(id) if *id == seen.run_id => Change::Same,
+            Some(_) => Change::Restarted,
+        };
+        let young = seen.uptime < window;
+        match change {
+            Change::Same => {}
+            Change::First | Change::Restarted => {
+                self.run_id = Some(seen.run_id.clone());
+                self.quarantined_until = young.then(|| now + (window - seen.uptime));
+                if change == Change::Restarted || young {
+                    self.seeded = Some(HashSet::new());
+                }
+            }
+        }
+        change
+    }
+
+    /// The `run_id` last seen.
+    pub fn run_id(&self) -> Option<&[u8]> {
+        self.run_id.as_deref()
+    }
+
+    /// True while the node may not vote on grants.
+    pub fn quarantined(&self, now: Instant) -> bool {
+        self.quarantined_until.is_some_and(|until| now < until)
+    }
+
+    /// True when the node's fencing counter for `resource` can be trusted.
+    pub fn fence_trusted(&self, resource: &[u8]) -> bool {
+        self.seeded
+            .as_ref()
+            .is_none_or(|set| set.contains(resource))
+    }
+
+    /// The node's counter for `resource` has been raised to a token computed from a quorum of
+    /// trusted nodes: it can be trusted for that resource again.
+    pub fn seeded(&mut self, resource: &[u8]) {
+        if let Some(set) = self.seeded.as_mut() {
+            set.insert(resource.to_vec());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(id: &str, uptime_s: u64) -> Seen {
+        Seen {
+            run_id: id.as_bytes().to_vec(),
+            uptime: Duration::from_secs(uptime_s),
+        }
+    }
+
+    #[test]
+    fn info_server_gives_run_id_and_uptime() {
+        let text = b"# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\nuptime_in_seconds:42\r\n";
+        assert_eq!(parse_info(text), Some(seen("abc123", 42)));
+        assert_eq!(parse_info(b"# Server\r\nrun_id:abc\r\n"), None);
+        assert_eq!(parse_info(b"uptime_in_seconds:x\r\nrun_id:abc\r\n"), None);
+        assert_eq!(parse_info(b"+OK"), None);
+    }
+
+    #[test]
+    fn a_restart_quarantines_for_the_rest_of_the_window_and_distrusts_fencing() {
+        let window = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let mut node = Identity::default();
+        assert_eq!(node.observe(&seen("a", 1000), t0, window), Change::First);
+        assert!(!node.quarantined(t0) && node.fence_trusted(b"r"));
+        assert_eq!(node.observe(&seen("a", 1001), t0, window), Change::Same);
+        // Restarted 10 s ago: 20 s of quarantine left.
+        assert_eq!(node.observe(&seen("b", 10), t0, window), Change::Restarted);
+        assert!(node.quarantined(t0 + Duration::from_secs(19)));
+        assert!(!node.quarantined(t0 + Duration::from_secs(20)));
+        assert!(
+            !node.fence_trusted(b"r"),
+            "until re-seeded, whatever the window"
+        );
+        node.seeded(b"r");
+        assert!(node.fence_trusted(b"r") && !node.fence_trusted(b"other"));
+    }
+
+    #[test]
+    fn a_young_node_is_quarantined_at_first_sight_and_no_window_quarantines_nothing() {
+        let t0 = Instant::now();
+        let mut young = Identity::default();
+        young.observe(&seen("a", 5), t0, Duration::from_secs(30));
+        assert!(young.quarantined(t0) && !young.fence_trusted(b"r"));
+        let mut off = Identity::default();
+        off.observe(&seen("a", 0), t0, Duration::ZERO);
+        assert!(!off.quarantined(t0) && off.fence_trusted(b"r"));
+        // Without a window a restart still distrusts fencing counters.
+        off.observe(&seen("b", 0), t0, Duration::ZERO);
+        assert!(!off.quarantined(t0) && !off.fence_trusted(b"r"));
+    }
+}
