@@ -22,6 +22,20 @@ use crate::url::{redact, NodeAddr};
 /// Longest timeout or retry delay accepted by the builder.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
+/// The smallest reply limits a lock can live with: `INFO server` (about 1.5 KiB) and every
+/// script digest must decode, error lines up to Redis' longest (`MISCONF`, about 250 bytes),
+/// and `inspect`'s two-element arrays.
+const MIN_LIMITS: Limits = Limits {
+    max_bulk_len: 4096,
+    max_array_len: 2,
+    max_depth: 1,
+    max_line_len: 512,
+};
+
+/// The largest: a connection's read buffer grows up to one reply, so this bounds its memory.
+const MAX_BULK: usize = 16 * 1024 * 1024;
+const MAX_LINE: usize = 1024 * 1024;
+
 /// Configures a [`Redlock`]. Every setting has a default; only the nodes are required.
 ///
 /// | setting | default |
@@ -137,7 +151,10 @@ impl Builder {
     }
 
     /// Bounds on replies; anything larger or deeper is a protocol error and closes the
-    /// connection.
+    /// connection. `build` refuses limits under which a lock's own replies could not be
+    /// decoded (bulk strings under 4 KiB, lines under 512 bytes, arrays under 2 elements or
+    /// depth 1) or that would let one reply grow a connection's buffer past 16 MiB (bulk
+    /// strings above 16 MiB, lines above 1 MiB).
     pub fn reply_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -216,6 +233,17 @@ impl Builder {
             (
                 self.restart_quarantine <= crate::MAX_TTL,
                 ConfigRule::RestartQuarantine,
+            ),
+            (
+                self.limits.max_bulk_len >= MIN_LIMITS.max_bulk_len
+                    && self.limits.max_line_len >= MIN_LIMITS.max_line_len
+                    && self.limits.max_array_len >= MIN_LIMITS.max_array_len
+                    && self.limits.max_depth >= MIN_LIMITS.max_depth,
+                ConfigRule::ReplyLimitsTooSmall,
+            ),
+            (
+                self.limits.max_bulk_len <= MAX_BULK && self.limits.max_line_len <= MAX_LINE,
+                ConfigRule::ReplyLimitsTooLarge,
             ),
         ];
         match rules.iter().find(|(holds, _)| !holds) {

@@ -358,6 +358,10 @@ pub enum Error {
     },
     /// The operating system's random number generator failed.
     Entropy,
+    /// The guard (or lease) was taken by another process: this one is a child forked since,
+    /// which must not release or extend its parent's lock (it would do so through the
+    /// parent's connections, or delete the key under the parent). Nothing was sent.
+    WrongProcess,
     /// A read-only round (such as [`crate::Redlock::inspect`]) heard fewer than a quorum of
     /// nodes, so its answer could not be trusted.
     NoQuorum {
@@ -427,6 +431,9 @@ impl fmt::Display for Error {
                 write_failures(f, failures)
             }
             Self::Entropy => f.write_str("operating system random number generator failed"),
+            Self::WrongProcess => {
+                f.write_str("the lock belongs to another process (forked since it was taken)")
+            }
             Self::NoQuorum {
                 quorum,
                 answered,

@@ -41,6 +41,8 @@ pub struct LockGuard<R: AsRef<[u8]>> {
     valid_until: Instant,
     /// The fencing token, on a manager with fencing.
     token: Option<u64>,
+    /// The process that took the lock: a forked child leaves it alone.
+    pid: u32,
     /// Whether dropping the guard releases the lock.
     armed: bool,
 }
@@ -53,6 +55,7 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
         resource: R,
         value: Value,
         validity: Validity,
+        pid: u32,
     ) -> Self {
         Self {
             inner,
@@ -64,6 +67,7 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
             acquired: validity.acquired,
             valid_until: validity.until,
             token: None,
+            pid,
             armed: true,
         }
     }
@@ -117,6 +121,9 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
         }
         let inner = &self.inner;
         let mut call = inner.nodes.call(Some(self.ticket));
+        if call.pid != self.pid {
+            return Err(Error::WrongProcess);
+        }
         let key = self.resource.as_ref();
         let valid_until = Some(&mut self.valid_until);
         inner.extend(&mut call, self.reached, key, &self.value, ttl, valid_until)
@@ -183,6 +190,11 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
     fn release_now(&mut self) -> Result<bool, Error> {
         let inner = &self.inner;
         let mut call = inner.nodes.call(Some(self.ticket));
+        if call.pid != self.pid {
+            // A forked child: the lock is its parent's.
+            self.reached = NodeSet::default();
+            return Err(Error::WrongProcess);
+        }
         call.closing();
         let key = self.resource.as_ref();
         let result = inner.release(&mut call, self.reached, key, &self.value);

@@ -153,13 +153,14 @@ impl Nodes {
     /// Starts a public call for the lock named by `ticket` (`None`: no order to keep across
     /// calls, as for a lock known only by its value).
     pub fn call(&self, ticket: Option<Ticket>) -> Call<'_> {
-        self.adopt_process();
+        let pid = self.adopt_process();
         let scratch = lock(&self.scratch).pop().unwrap_or_else(|| Scratch {
             slots: (0..self.len()).map(|_| None).collect(),
             encoded: Vec::new(),
         });
         Call {
             nodes: self,
+            pid,
             ticket,
             closing: false,
             barred: NodeSet::default(),
@@ -182,13 +183,14 @@ impl Nodes {
 
     /// After a fork, the first call in the new process forgets the pooled connections: the
     /// other process may be using them.
-    fn adopt_process(&self) {
+    fn adopt_process(&self) -> u32 {
         let pid = std::process::id();
         if self.pid.swap(pid, Ordering::AcqRel) != pid {
             for node in &self.list {
                 node.pool.abandon_all();
             }
         }
+        pid
     }
 
     /// A connection to `node` ready for `round`'s command, or why there is none.
@@ -306,6 +308,8 @@ impl Nodes {
 /// One public call's working state.
 pub(crate) struct Call<'a> {
     pub(crate) nodes: &'a Nodes,
+    /// The process making the call.
+    pub(crate) pid: u32,
     /// The lock this call works for: connections that owe it replies stay reserved for it.
     pub(crate) ticket: Option<Ticket>,
     /// Set before the lock's last round: its connections are then given back unreserved.

@@ -218,9 +218,11 @@ impl Redlock {
                     validity,
                     token,
                 } => {
+                    let pid = call.pid;
                     drop(call);
                     let inner = Arc::clone(inner);
-                    let guard = LockGuard::new(inner, ticket, reached, resource, value, validity);
+                    let guard =
+                        LockGuard::new(inner, ticket, reached, resource, value, validity, pid);
                     return Ok(guard.with_token(token));
                 }
                 Attempt::Failed { first, second } => (first, second),

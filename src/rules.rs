@@ -84,6 +84,10 @@ rules! {
         RetryDelay => "retry_delay and retry_jitter must be at most 1 h",
         /// `restart_quarantine` is above [`crate::MAX_TTL`].
         RestartQuarantine => "restart_quarantine must be at most MAX_TTL",
+        /// `reply_limits` under which a lock's own replies cannot be decoded.
+        ReplyLimitsTooSmall => "reply_limits too small: need bulk >= 4 KiB, lines >= 512 B, arrays >= 2 at depth >= 1",
+        /// `reply_limits` that let one reply grow a connection's buffer past 16 MiB.
+        ReplyLimitsTooLarge => "reply_limits too large: bulk at most 16 MiB, lines at most 1 MiB",
     }
 }
 

@@ -149,6 +149,7 @@ impl Redlock {
                         validity,
                         token,
                     } => {
+                        let pid = call.pid;
                         drop(call);
                         drop(spot);
                         let guard = LockGuard::new(
@@ -158,6 +159,7 @@ impl Redlock {
                             resource,
                             value,
                             validity,
+                            pid,
                         );
                         return Ok(guard.with_token(token));
                     }

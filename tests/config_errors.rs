@@ -412,3 +412,80 @@ fn acl_user_without_permission_is_noperm() {
     assert!(pttl > 0 && pttl <= TTL.as_millis() as i64, "pttl {pttl}");
     assert_eq!(raw.cmd(&[b"DEL", key.as_bytes()]), RawReply::Integer(1));
 }
+
+/// `reply_limits` under which a lock's own replies could never be decoded (every lock would
+/// fail forever), or so large that one reply could grow a connection's buffer without bound,
+/// are refused by `build`, before any I/O. Limits at the minimum work against a real node.
+#[test]
+fn reply_limits_that_cannot_work_are_refused_at_build() {
+    use resplock::resp::Limits;
+    use resplock::ConfigRule;
+    let build = |limits: Limits| {
+        Redlock::builder()
+            .nodes(["redis://127.0.0.1:7001"])
+            .reply_limits(limits)
+            .build()
+    };
+    let small = [
+        Limits {
+            max_bulk_len: 39,
+            ..Limits::LOCK_CLIENT
+        },
+        Limits {
+            max_bulk_len: 1024,
+            ..Limits::LOCK_CLIENT
+        },
+        Limits {
+            max_line_len: 16,
+            ..Limits::LOCK_CLIENT
+        },
+        Limits {
+            max_array_len: 1,
+            ..Limits::LOCK_CLIENT
+        },
+        Limits {
+            max_depth: 0,
+            ..Limits::LOCK_CLIENT
+        },
+    ];
+    for limits in small {
+        let err = build(limits).expect_err("too small");
+        assert_eq!(
+            err.config_rule(),
+            Some(ConfigRule::ReplyLimitsTooSmall),
+            "{limits:?}"
+        );
+    }
+    for limits in [
+        Limits::PERMISSIVE,
+        Limits {
+            max_line_len: usize::MAX,
+            ..Limits::LOCK_CLIENT
+        },
+    ] {
+        let err = build(limits).expect_err("too large");
+        assert_eq!(
+            err.config_rule(),
+            Some(ConfigRule::ReplyLimitsTooLarge),
+            "{limits:?}"
+        );
+    }
+    let node = RedisNode::start();
+    let tight = Limits {
+        max_bulk_len: 4096,
+        max_array_len: 2,
+        max_depth: 1,
+        max_line_len: 512,
+    };
+    let dlm = Redlock::builder()
+        .nodes([node.url()])
+        .reply_limits(tight)
+        .build()
+        .expect("the minimum is accepted");
+    let guard = dlm.lock("config:limits", TTL).expect("and works");
+    assert!(dlm
+        .inspect("config:limits")
+        .expect("inspect fits")
+        .is_locked());
+    assert_eq!(guard.release(), Ok(true));
+}
