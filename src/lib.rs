@@ -74,7 +74,7 @@ pub mod url;
 pub use builder::Builder;
 pub use error::{
     ConfigRule, Error, NodeError, NodeFailure, Phase, ProtocolError, ServerError, ServerErrorKind,
-    TtlRule, UrlRule,
+    TlsError, TlsFileRule, TtlRule, UrlRule,
 };
 pub use guard::LockGuard;
 pub use inspect::Inspection;
