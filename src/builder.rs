@@ -1,9 +1,11 @@
 //! The lock manager's configuration: every setting, its default, and the checks `build` makes
 //! before anything is dialled.
 //!
-//! Contract: [`Builder::build`] does no I/O. It refuses, with the [`ConfigRule`] or
-//! [`crate::UrlRule`] that failed, anything that could not work: no nodes, a node listed twice,
-//! a timeout of zero, a drift factor outside `[0, 1)`, and so on. `Debug` never shows a
+//! Contract: [`Builder::build`] does no I/O (with the `tls` feature it reads the CA,
+//! certificate and key files it was given, and nothing else). It refuses, with the
+//! [`ConfigRule`] or [`crate::UrlRule`] that failed, anything that could not work: no nodes, a
+//! node listed twice, a timeout of zero, a drift factor outside `[0, 1)`, and so on; an
+//! unusable TLS file is an [`Error::InvalidTlsFile`] naming it. `Debug` never shows a
 //! password.
 
 use std::fmt;
@@ -49,6 +51,8 @@ const MAX_LINE: usize = 1024 * 1024;
 /// | `reply_limits` | [`Limits::LOCK_CLIENT`] |
 /// | `fencing` | off |
 /// | `restart_quarantine` | 0 (off) |
+/// | `tls_ca_file` (feature `tls`) | none: the bundled Mozilla roots (webpki-roots) |
+/// | `tls_client_cert` (feature `tls`) | none |
 #[derive(Clone)]
 pub struct Builder {
     nodes: Vec<String>,
@@ -61,6 +65,8 @@ pub struct Builder {
     limits: Limits,
     fencing: bool,
     restart_quarantine: Duration,
+    #[cfg(feature = "tls")]
+    tls: crate::tls::TlsSettings,
 }
 
 impl Default for Builder {
@@ -76,6 +82,8 @@ impl Default for Builder {
             limits: Limits::LOCK_CLIENT,
             fencing: false,
             restart_quarantine: Duration::ZERO,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }
@@ -84,7 +92,8 @@ impl Default for Builder {
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let nodes: Vec<String> = self.nodes.iter().map(|url| redact(url)).collect();
-        f.debug_struct("Builder")
+        let mut debug = f.debug_struct("Builder");
+        debug
             .field("nodes", &nodes)
             .field("retries", &self.retries)
             .field("retry_delay", &self.retry_delay)
@@ -94,14 +103,19 @@ impl fmt::Debug for Builder {
             .field("connect_timeout", &self.connect_timeout)
             .field("reply_limits", &self.limits)
             .field("fencing", &self.fencing)
-            .field("restart_quarantine", &self.restart_quarantine)
-            .finish()
+            .field("restart_quarantine", &self.restart_quarantine);
+        // Paths only: the files' contents are never read into the builder.
+        #[cfg(feature = "tls")]
+        debug.field("tls", &self.tls);
+        debug.finish()
     }
 }
 
 impl Builder {
-    /// The nodes, as `redis://[[user]:password@]host[:port][/db]` URLs. Replaces any nodes set
-    /// before. Each must be an independent master (no replicas, no cluster).
+    /// The nodes, as `redis://[[user]:password@]host[:port][/db]` URLs, `rediss://` the same
+    /// with TLS (feature `tls`), or `unix:///path/to/redis.sock[?db=N&password=...]` (see
+    /// [`crate::url`]). Replaces any nodes set before. Each must be an independent master (no
+    /// replicas, no cluster).
     pub fn nodes<I, S>(mut self, urls: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -181,6 +195,66 @@ impl Builder {
         self
     }
 
+    /// Trusts only the CA certificates in this PEM file for `rediss://` nodes, instead of the
+    /// bundled Mozilla root store (as `redis-cli --cacert` does). The file is read by
+    /// [`Builder::build`]: a missing or malformed one is an [`Error::InvalidTlsFile`].
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_ca_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.tls.ca_file = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// A client certificate chain and its private key, both PEM files, for servers that
+    /// require mutual TLS (`tls-auth-clients yes`). The key may be PKCS#8, PKCS#1 (RSA) or
+    /// SEC1 (EC). Both files are read by [`Builder::build`]: a missing or malformed file, or a
+    /// key that does not belong to the certificate, is an [`Error::InvalidTlsFile`].
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_client_cert(
+        mut self,
+        cert_path: impl AsRef<std::path::Path>,
+        key_path: impl AsRef<std::path::Path>,
+    ) -> Self {
+        self.tls.client_cert = Some((
+            cert_path.as_ref().to_path_buf(),
+            key_path.as_ref().to_path_buf(),
+        ));
+        self
+    }
+
+    /// **For test setups only: turns certificate verification off.** `rediss://` nodes then
+    /// accept any server certificate, whoever issued it, for any name, expired or not, so
+    /// anyone on the network path can impersonate a node and grant or steal locks. The
+    /// traffic is still encrypted and the handshake signatures are still checked. Cannot be
+    /// combined with [`Builder::tls_ca_file`] ([`ConfigRule::TlsVerification`]). Use a test CA
+    /// with `tls_ca_file` instead wherever you can.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn dangerously_accept_any_tls_certificate_for_tests(mut self) -> Self {
+        self.tls.accept_any_certificate = true;
+        self
+    }
+
+    /// Builds the TLS configuration once, when a node or a setting needs it, and gives it to
+    /// every `rediss://` node.
+    #[cfg(feature = "tls")]
+    fn attach_tls(&self, addrs: &mut [NodeAddr]) -> Result<(), Error> {
+        use crate::tls::Connector;
+        if !self.tls.is_set() && !addrs.iter().any(NodeAddr::is_tls) {
+            return Ok(());
+        }
+        let connector = if self.tls.is_set() {
+            Connector::new(&self.tls)?
+        } else {
+            Connector::default_shared().ok_or(Error::config(ConfigRule::TlsSetup))?
+        };
+        for addr in addrs {
+            addr.set_tls(&connector);
+        }
+        Ok(())
+    }
+
     /// Checks the configuration and builds the lock manager. No I/O: connections open lazily.
     pub fn build(self) -> Result<Redlock, Error> {
         let mut addrs: Vec<NodeAddr> = Vec::with_capacity(self.nodes.len());
@@ -192,6 +266,8 @@ impl Builder {
             addrs.push(addr);
         }
         self.check(addrs.len()).map_err(Error::config)?;
+        #[cfg(feature = "tls")]
+        self.attach_tls(&mut addrs)?;
         let nodes = Nodes::new(
             addrs.clone(),
             ReplyBounds::new(self.limits),

@@ -1,5 +1,6 @@
 //! One blocking connection to one node: socket setup, deadlines, reusable buffers, and the
-//! bookkeeping that keeps late replies from answering later commands.
+//! bookkeeping that keeps late replies from answering later commands. The transport under it
+//! (TCP, a Unix socket, TLS over TCP) is a [`Stream`]; everything below holds for all three.
 //!
 //! Contract:
 //! - Every blocking step takes a deadline. With no time left a step fails with
@@ -14,9 +15,20 @@
 //!   connection: its byte stream can no longer be trusted.
 //! - Buffers are allocated once per connection and reused; the read buffer grows on demand up
 //!   to a fixed bound, past which a reply is a [`ProtocolError::TooLarge`].
+//! - Connecting is bounded by one deadline: name resolution aside, the TCP or Unix connect,
+//!   the TLS handshake and `AUTH`/`SELECT` all share it. A Unix connect blocks with
+//!   `SO_SNDTIMEO` set to the time left, which bounds the wait when the server's listen
+//!   backlog is full (a non-blocking connect would fail at once instead of waiting).
+//! - A TLS connection makes one round trip before it is used (`AUTH`/`SELECT`, or `PING` when
+//!   there is neither), so a server that refuses our client certificate after the TLS 1.3
+//!   handshake is known at connect time, not in the middle of a round.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::TcpStream;
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+#[cfg(unix)]
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
@@ -24,12 +36,13 @@ use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 use crate::error::{NodeError, Phase, ProtocolError, ServerError};
 use crate::identity::{parse_info, Seen};
 use crate::resp::{self, Limits, Reply, Status};
-use crate::url::NodeAddr;
+use crate::stream::Stream;
+use crate::url::{NodeAddr, Transport};
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
-            .field("peer", &self.stream.peer_addr().ok())
+            .field("stream", &self.stream)
             .field("stale", &self.stale)
             .field("lagging", &self.lagging)
             .finish_non_exhaustive()
@@ -69,7 +82,7 @@ impl ReplyBounds {
 }
 
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     read_buf: Vec<u8>,
     /// Unconsumed bytes are `read_buf[start..end]`.
     start: usize,
@@ -94,43 +107,45 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Connects (trying each resolved address in turn), sets `TCP_NODELAY` and keepalive, then
-    /// sends `AUTH` and `SELECT` when the URL asks for them and checks both replies.
+    /// Connects: over TCP (trying each resolved address in turn, with `TCP_NODELAY` and
+    /// keepalive), then the TLS handshake for `rediss://`; or to the Unix socket. Then sends
+    /// `AUTH` and `SELECT` when the URL asks for them (`PING` over TLS when it asks for
+    /// neither) and checks the replies. All before `deadline`.
     pub fn connect(
         addr: &NodeAddr,
         deadline: Instant,
         bounds: ReplyBounds,
     ) -> Result<Conn, NodeError> {
-        let mut last = NodeError::Unresolvable;
-        for socket_addr in addr.resolve()? {
-            let budget = time_left(deadline, Phase::Connect)?;
-            let socket = Socket::new(
-                Domain::for_address(socket_addr),
-                Type::STREAM,
-                Some(Protocol::TCP),
-            )
-            .map_err(|e| NodeError::io(Phase::Connect, &e))?;
-            match socket.connect_timeout(&SockAddr::from(socket_addr), budget) {
-                Ok(()) => return Self::handshake(socket, addr, deadline, bounds),
-                Err(e) => last = NodeError::io(Phase::Connect, &e),
+        let (stream, round_trip) = match addr.transport() {
+            Transport::Tcp => (Stream::Tcp(connect_tcp(addr, deadline)?), false),
+            #[cfg(feature = "tls")]
+            Transport::Tls(connector) => {
+                let connector = connector
+                    .clone()
+                    .or_else(crate::tls::Connector::default_shared)
+                    .ok_or(NodeError::Tls(crate::error::TlsError::Other))?;
+                let tcp = connect_tcp(addr, deadline)?;
+                let session =
+                    crate::tls::TlsStream::connect(tcp, &connector, addr.host(), deadline)?;
+                (Stream::Tls(Box::new(session)), true)
             }
-        }
-        Err(last)
+            #[cfg(unix)]
+            Transport::Unix(path) => (Stream::Unix(connect_unix(path, deadline)?), false),
+        };
+        Self::handshake(stream, addr, deadline, bounds, round_trip)
     }
 
+    /// `AUTH` and `SELECT` as the URL asks; `PING` when it asks for neither but `round_trip`
+    /// is set.
     fn handshake(
-        socket: Socket,
+        stream: Stream,
         addr: &NodeAddr,
         deadline: Instant,
         bounds: ReplyBounds,
+        round_trip: bool,
     ) -> Result<Conn, NodeError> {
-        let setup = |e: io::Error| NodeError::io(Phase::Connect, &e);
-        socket.set_tcp_nodelay(true).map_err(setup)?;
-        socket
-            .set_tcp_keepalive(&TcpKeepalive::new().with_time(KEEPALIVE_IDLE))
-            .map_err(setup)?;
         let mut conn = Conn {
-            stream: TcpStream::from(socket),
+            stream,
             read_buf: vec![0; INITIAL_BUFFER],
             start: 0,
             end: 0,
@@ -158,8 +173,14 @@ impl Conn {
             conn.queue(&[b"SELECT", digits.format(u64::from(addr.db()))]);
             expected += 1;
         }
+        let mut wanted: &[u8] = b"OK";
         if expected == 0 {
-            return Ok(conn);
+            if !round_trip {
+                return Ok(conn);
+            }
+            conn.queue(&[b"PING"]);
+            expected = 1;
+            wanted = b"PONG";
         }
         let handshake_phase = |e: NodeError| match e {
             NodeError::Timeout(_) => NodeError::Timeout(Phase::Handshake),
@@ -175,7 +196,7 @@ impl Conn {
         for _ in 0..expected {
             let outcome = conn
                 .recv(deadline, |reply| match reply {
-                    Reply::Simple(b"OK") => Ok(()),
+                    Reply::Simple(status) if status == wanted => Ok(()),
                     Reply::Error(line) => Err(NodeError::Server(ServerError::from_line(line))),
                     _ => Err(NodeError::UnexpectedReply),
                 })
@@ -382,7 +403,7 @@ impl Conn {
                 set_timeout(&mut self.read_timeout, budget, |t| {
                     self.stream.set_read_timeout(t)
                 })
-                .map_err(|e| NodeError::io(Phase::Read, &e))?;
+                .map_err(|e| io_error(Phase::Read, &e))?;
                 self.stream.read(room)
             }
             // Out of time: take only what has already arrived.
@@ -401,48 +422,112 @@ impl Conn {
             // A socket timeout may fire before the deadline (timeouts are whole milliseconds);
             // the next call waits for the rest or reports the timeout.
             Err(e) if is_timeout(&e) => Ok(()),
-            Err(e) => Err(NodeError::io(Phase::Read, &e)),
+            Err(e) => Err(io_error(Phase::Read, &e)),
         }
     }
 }
 
-/// Writes all of `bytes` before `deadline`.
+/// A TCP connection to the first resolved address that accepts one before `deadline`, with
+/// `TCP_NODELAY` and keepalive set.
+fn connect_tcp(addr: &NodeAddr, deadline: Instant) -> Result<TcpStream, NodeError> {
+    let mut last = NodeError::Unresolvable;
+    for socket_addr in addr.resolve()? {
+        let budget = time_left(deadline, Phase::Connect)?;
+        let socket = Socket::new(
+            Domain::for_address(socket_addr),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .map_err(|e| io_error(Phase::Connect, &e))?;
+        match socket.connect_timeout(&SockAddr::from(socket_addr), budget) {
+            Ok(()) => {
+                let setup = |e: io::Error| io_error(Phase::Connect, &e);
+                socket.set_tcp_nodelay(true).map_err(setup)?;
+                socket
+                    .set_tcp_keepalive(&TcpKeepalive::new().with_time(KEEPALIVE_IDLE))
+                    .map_err(setup)?;
+                return Ok(TcpStream::from(socket));
+            }
+            Err(e) => last = io_error(Phase::Connect, &e),
+        }
+    }
+    Err(last)
+}
+
+/// A Unix-socket connection before `deadline`. The connect blocks with `SO_SNDTIMEO` set to
+/// the time left: when the server's listen backlog is full, Linux makes a blocking connect
+/// wait for room up to that timeout (then `EAGAIN`, a connect timeout), where a non-blocking
+/// one would fail at once and `std`'s would wait for ever.
+#[cfg(unix)]
+fn connect_unix(path: &Path, deadline: Instant) -> Result<UnixStream, NodeError> {
+    let budget = time_left(deadline, Phase::Connect)?;
+    let fail = |e: io::Error| io_error(Phase::Connect, &e);
+    let address = SockAddr::unix(path).map_err(fail)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
+    socket.set_write_timeout(Some(budget)).map_err(fail)?;
+    socket.connect(&address).map_err(fail)?;
+    Ok(UnixStream::from(std::os::fd::OwnedFd::from(socket)))
+}
+
+/// [`NodeError::io`], or the TLS check that failed when the error carries one.
+fn io_error(phase: Phase, e: &io::Error) -> NodeError {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = crate::tls::from_io(e) {
+        return NodeError::Tls(tls);
+    }
+    NodeError::io(phase, e)
+}
+
+/// Writes all of `bytes` before `deadline` (and, over TLS, all the ciphertext they became).
 fn write_fully(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     timeout: &mut Option<Duration>,
     bytes: &[u8],
     deadline: Instant,
 ) -> Result<(), NodeError> {
     let mut written = 0;
-    while let Some(rest) = bytes.get(written..).filter(|r| !r.is_empty()) {
+    loop {
+        let rest = bytes.get(written..).unwrap_or_default();
+        // Ciphertext already queued goes first: bytes leave in order.
+        let pending = stream.pending();
+        if rest.is_empty() && !pending {
+            return Ok(());
+        }
+        let step = |s: &mut Stream| {
+            if pending {
+                s.write_pending()
+            } else {
+                s.write(rest)
+            }
+        };
         let result = match time_left(deadline, Phase::Write) {
             Ok(budget) => {
                 set_timeout(timeout, budget, |t| stream.set_write_timeout(t))
-                    .map_err(|e| NodeError::io(Phase::Write, &e))?;
-                stream.write(rest)
+                    .map_err(|e| io_error(Phase::Write, &e))?;
+                step(stream)
             }
             // Out of time: a small command still fits an idle socket's buffer at once, so
             // try once without blocking rather than give up on the node unheard.
-            Err(timeout) => match without_blocking(stream, |s| s.write(rest)) {
+            Err(timeout) => match without_blocking(stream, step) {
                 Err(e) if is_timeout(&e) => return Err(timeout),
                 other => other,
             },
         };
         match result {
             Ok(0) => return Err(NodeError::Closed),
+            Ok(_) if pending => {}
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => time_left(deadline, Phase::Write).map(drop)?,
-            Err(e) => return Err(NodeError::io(Phase::Write, &e)),
+            Err(e) => return Err(io_error(Phase::Write, &e)),
         }
     }
-    Ok(())
 }
 
 /// Runs one read or write in non-blocking mode (a `WouldBlock` when nothing can move).
 fn without_blocking(
-    stream: &mut TcpStream,
-    io: impl FnOnce(&mut TcpStream) -> io::Result<usize>,
+    stream: &mut Stream,
+    io: impl FnOnce(&mut Stream) -> io::Result<usize>,
 ) -> io::Result<usize> {
     stream.set_nonblocking(true)?;
     let result = io(stream);

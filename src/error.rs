@@ -14,7 +14,7 @@ use std::io;
 use std::time::Duration;
 
 pub use crate::resp::ProtocolError;
-pub use crate::rules::{ConfigRule, TtlRule, UrlRule};
+pub use crate::rules::{ConfigRule, TlsError, TlsFileRule, TtlRule, UrlRule};
 
 /// The step of a node operation that an I/O error or a timeout interrupted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,9 +22,12 @@ pub use crate::rules::{ConfigRule, TtlRule, UrlRule};
 pub enum Phase {
     /// Resolving the host name.
     Resolve,
-    /// Establishing the TCP connection.
+    /// Establishing the TCP connection (or the Unix-socket connection).
     Connect,
-    /// `AUTH` and `SELECT` right after connecting.
+    /// The TLS handshake of a `rediss://` node, right after the TCP connection; it shares the
+    /// connect deadline.
+    TlsHandshake,
+    /// `AUTH` and `SELECT` right after connecting (`PING` over TLS when there is neither).
     Handshake,
     /// Sending a command.
     Write,
@@ -37,6 +40,7 @@ impl fmt::Display for Phase {
         f.write_str(match self {
             Self::Resolve => "resolve",
             Self::Connect => "connect",
+            Self::TlsHandshake => "tls handshake",
             Self::Handshake => "handshake",
             Self::Write => "write",
             Self::Read => "read",
@@ -216,6 +220,9 @@ pub enum NodeError {
         /// `host:port` of the other node.
         addr: String,
     },
+    /// A TLS check failed (only with the `tls` feature): the variant says which. The
+    /// connection was closed.
+    Tls(TlsError),
 }
 
 impl NodeError {
@@ -245,6 +252,7 @@ impl fmt::Display for NodeError {
             Self::SameServer { node, addr } => {
                 write!(f, "same server as node {node} ({addr}): not counted twice")
             }
+            Self::Tls(e) => e.fmt(f),
         }
     }
 }
@@ -254,6 +262,7 @@ impl std::error::Error for NodeError {
         match self {
             Self::Protocol(e) => Some(e),
             Self::Server(e) => Some(e),
+            Self::Tls(e) => Some(e),
             _ => None,
         }
     }
@@ -362,6 +371,16 @@ pub enum Error {
     /// which must not release or extend its parent's lock (it would do so through the
     /// parent's connections, or delete the key under the parent). Nothing was sent.
     WrongProcess,
+    /// A CA, certificate or key file given to `Builder::tls_ca_file` or
+    /// `Builder::tls_client_cert` could not be used (only with the `tls` feature).
+    /// Detected by `build`, before any connection. The message names the file, never its
+    /// contents.
+    InvalidTlsFile {
+        /// The file, as given to the builder.
+        path: std::path::PathBuf,
+        /// What is wrong with it (it also reads as its message).
+        reason: TlsFileRule,
+    },
     /// A read-only round (such as [`crate::Redlock::inspect`]) heard fewer than a quorum of
     /// nodes, so its answer could not be trusted.
     NoQuorum {
@@ -433,6 +452,9 @@ impl fmt::Display for Error {
             Self::Entropy => f.write_str("operating system random number generator failed"),
             Self::WrongProcess => {
                 f.write_str("the lock belongs to another process (forked since it was taken)")
+            }
+            Self::InvalidTlsFile { path, reason } => {
+                write!(f, "invalid tls file {}: {reason}", path.display())
             }
             Self::NoQuorum {
                 quorum,
@@ -517,6 +539,16 @@ mod tests {
         let url: Vec<_> = UrlRule::ALL.iter().map(|r| r.message()).collect();
         let ttl: Vec<_> = TtlRule::ALL.iter().map(|r| r.message()).collect();
         assert!(distinct(&config) && distinct(&url) && distinct(&ttl));
+        let tls: Vec<_> = TlsError::ALL.iter().map(|r| r.message()).collect();
+        let files: Vec<_> = TlsFileRule::ALL.iter().map(|r| r.message()).collect();
+        assert!(distinct(&tls) && distinct(&files));
+        assert!(TlsError::ALL.iter().all(|e| e.starts_with("tls: ")));
+        let node = NodeError::Tls(TlsError::Expired);
+        assert_eq!(node.to_string(), "tls: server certificate expired");
+        assert_eq!(
+            node.source().map(ToString::to_string),
+            Some(node.to_string())
+        );
         for &rule in ConfigRule::ALL {
             assert_eq!(Error::config(rule).config_rule(), Some(rule));
         }

@@ -81,9 +81,10 @@ impl Health {
         }
     }
 
-    /// Records a failed dial: a timeout starts a backoff, anything else does not.
+    /// Records a failed dial: a timeout or a failed TLS check starts a backoff (a
+    /// certificate does not fix itself within a round), anything else does not.
     pub fn dial_failed(&self, error: &NodeError, now: Instant) {
-        if matches!(error, NodeError::Timeout(_)) {
+        if matches!(error, NodeError::Timeout(_) | NodeError::Tls(_)) {
             *lock(&self.backoff) = Some((now + CONNECT_BACKOFF, error.clone()));
         }
     }

@@ -71,14 +71,17 @@ pub mod resp;
 mod round;
 mod rules;
 pub mod script;
+mod stream;
 mod sync;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod url;
 mod waiting;
 
 pub use builder::Builder;
 pub use error::{
     ConfigRule, Error, NodeError, NodeFailure, Phase, ProtocolError, ServerError, ServerErrorKind,
-    TtlRule, UrlRule,
+    TlsError, TlsFileRule, TtlRule, UrlRule,
 };
 pub use guard::LockGuard;
 pub use inspect::Inspection;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-/// Most nodes a lock manager may have: a [`NodeSet`] is one `u64`.
+/// Most nodes a lock manager may have: a set of nodes is one `u64`.
 pub const MAX_NODES: usize = 64;
 
 /// A set of node indexes below [`MAX_NODES`].

@@ -1,13 +1,21 @@
-//! Node URLs: `redis://[[user]:password@]host[:port][/db]`.
+//! Node URLs: `redis://[[user]:password@]host[:port][/db]`, the same with `rediss://` for TLS
+//! (with the `tls` feature), and `unix:///path/to/redis.sock[?db=N&password=...]`.
 //!
-//! Contract: [`NodeAddr::parse`] does no I/O. It accepts a host name, an IPv4 address or a
-//! bracketed IPv6 address (`[::1]`), port 1-65535 (default 6379), database 0-2^31 (default 0),
-//! and a percent-encoded user and password. It refuses TLS (`rediss://`), query strings,
-//! fragments, unbracketed IPv6 and anything else it does not understand, rather than guess.
-//! Error texts and `Debug` never show the password.
+//! Contract: [`NodeAddr::parse`] does no I/O. For `redis://` and `rediss://` it accepts a host
+//! name, an IPv4 address or a bracketed IPv6 address (`[::1]`), port 1-65535 (default 6379),
+//! database 0-2^31 (default 0), and a percent-encoded user and password; it refuses query
+//! strings, fragments, unbracketed IPv6 and anything else it does not understand, rather than
+//! guess. `rediss://` without the `tls` feature is refused. For `unix://` it accepts an
+//! absolute, percent-encoded socket path, credentials before `@` (`unix://:pw@/path`) or as
+//! query parameters `password=` (redis-py; `pass=` as redis-rs spells it) and `username=`
+//! (`user=`), and `db=`; query values are form-decoded (`+` is a space, as in redis-py and
+//! redis-rs). Error texts and `Debug` never show the password.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::Path;
+#[cfg(unix)]
+use std::path::PathBuf;
 
 use crate::error::{Error, NodeError, UrlRule};
 
@@ -15,17 +23,74 @@ use crate::error::{Error, NodeError, UrlRule};
 pub const DEFAULT_PORT: u16 = 6379;
 
 /// A parsed node URL.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Equality compares what the URL says (transport, host, port or socket path, credentials,
+/// database), not the TLS settings of the manager it belongs to.
+#[derive(Clone)]
 pub struct NodeAddr {
     host: String,
     port: u16,
     user: Option<Vec<u8>>,
     password: Option<Vec<u8>>,
     db: u32,
+    transport: Transport,
 }
 
+/// How a node is reached.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    /// `redis://`: plain TCP.
+    Tcp,
+    /// `rediss://`: TLS over TCP, with the manager's TLS configuration once
+    /// [`crate::Builder::build`] attached it.
+    #[cfg(feature = "tls")]
+    Tls(Option<crate::tls::Connector>),
+    /// `unix://`: a Unix-domain stream socket at this path.
+    #[cfg(unix)]
+    Unix(PathBuf),
+}
+
+impl PartialEq for Transport {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Tcp, Self::Tcp) => true,
+            #[cfg(feature = "tls")]
+            (Self::Tls(_), Self::Tls(_)) => true,
+            #[cfg(unix)]
+            (Self::Unix(a), Self::Unix(b)) => a == b,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp => f.write_str("Tcp"),
+            #[cfg(feature = "tls")]
+            Self::Tls(_) => f.write_str("Tls"),
+            #[cfg(unix)]
+            Self::Unix(path) => f.debug_tuple("Unix").field(path).finish(),
+        }
+    }
+}
+
+impl PartialEq for NodeAddr {
+    fn eq(&self, other: &Self) -> bool {
+        self.host == other.host
+            && self.port == other.port
+            && self.user == other.user
+            && self.password == other.password
+            && self.db == other.db
+            && self.transport == other.transport
+    }
+}
+
+impl Eq for NodeAddr {}
+
 impl NodeAddr {
-    /// Parses a `redis://` URL.
+    /// Parses a `redis://`, `rediss://` (with the `tls` feature) or `unix://` URL.
     pub fn parse(url: &str) -> Result<Self, Error> {
         let fail = |reason| Error::InvalidUrl {
             url: redact(url),
@@ -34,19 +99,19 @@ impl NodeAddr {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| fail(UrlRule::MissingScheme))?;
-        if scheme.eq_ignore_ascii_case("rediss") {
-            return Err(fail(UrlRule::TlsUnsupported));
-        }
-        if !scheme.eq_ignore_ascii_case("redis") {
+        let transport = if scheme.eq_ignore_ascii_case("rediss") {
+            tls_transport().map_err(fail)?
+        } else if scheme.eq_ignore_ascii_case("redis") {
+            Transport::Tcp
+        } else if scheme.eq_ignore_ascii_case("unix") {
+            return Self::parse_unix(rest).map_err(fail);
+        } else {
             return Err(fail(UrlRule::BadScheme));
-        }
+        };
         if rest.contains(['?', '#']) {
             return Err(fail(UrlRule::QueryOrFragment));
         }
-        if rest
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
+        if has_whitespace(rest) {
             return Err(fail(UrlRule::Whitespace));
         }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -72,30 +137,133 @@ impl NodeAddr {
         let (host, port) = split_host_port(hostport).map_err(fail)?;
         let db = match path {
             "" => 0,
-            digits if digits.bytes().all(|b| b.is_ascii_digit()) && digits.len() <= 10 => digits
-                .parse::<u32>()
-                .ok()
-                .filter(|&db| db <= i32::MAX as u32)
-                .ok_or_else(|| fail(UrlRule::DatabaseRange))?,
-            _ => return Err(fail(UrlRule::BadPath)),
+            digits => parse_db(digits).map_err(|rule| match rule {
+                UrlRule::BadDbParameter => fail(UrlRule::BadPath),
+                other => fail(other),
+            })?,
         };
+        let host = canonical_host(host);
+        #[cfg(feature = "tls")]
+        if matches!(transport, Transport::Tls(_)) && !crate::tls::valid_server_name(&host) {
+            return Err(fail(UrlRule::TlsServerName));
+        }
         Ok(Self {
-            host: canonical_host(host),
+            host,
             port,
             user,
             password,
             db,
+            transport,
         })
     }
 
-    /// Host name or address, without brackets.
+    /// `unix://[[user]:password@]/path[?db=N&password=...]`, after the scheme.
+    fn parse_unix(rest: &str) -> Result<Self, UrlRule> {
+        if rest.contains('#') {
+            return Err(UrlRule::Fragment);
+        }
+        if has_whitespace(rest) {
+            return Err(UrlRule::Whitespace);
+        }
+        let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = match before_query.find('/') {
+            Some(slash) => before_query.split_at(slash),
+            None => (before_query, ""),
+        };
+        let mut user = None;
+        let mut password = None;
+        if !authority.is_empty() {
+            let info = authority.strip_suffix('@').ok_or(UrlRule::UnixHost)?;
+            let (name, secret) = info.split_once(':').ok_or(UrlRule::Credentials)?;
+            let name = percent_decode(name).ok_or(UrlRule::PercentEncoding)?;
+            let secret = percent_decode(secret).ok_or(UrlRule::PercentEncoding)?;
+            if secret.is_empty() {
+                return Err(UrlRule::EmptyPassword);
+            }
+            user = (!name.is_empty()).then_some(name);
+            password = Some(secret);
+        }
+        let mut db = None;
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or(UrlRule::UnknownParameter)?;
+            let value = form_decode(value).ok_or(UrlRule::PercentEncoding)?;
+            let slot = match key {
+                "db" => {
+                    let text = std::str::from_utf8(&value).map_err(|_| UrlRule::BadDbParameter)?;
+                    if db.replace(parse_db(text)?).is_some() {
+                        return Err(UrlRule::RepeatedParameter);
+                    }
+                    continue;
+                }
+                "password" | "pass" => {
+                    if value.is_empty() {
+                        return Err(UrlRule::EmptyPassword);
+                    }
+                    &mut password
+                }
+                "username" | "user" => &mut user,
+                _ => return Err(UrlRule::UnknownParameter),
+            };
+            if slot.is_some() {
+                return Err(UrlRule::RepeatedParameter);
+            }
+            *slot = Some(value).filter(|v| !v.is_empty());
+        }
+        if user.is_some() && password.is_none() {
+            return Err(UrlRule::Credentials);
+        }
+        let path = percent_decode(path).ok_or(UrlRule::PercentEncoding)?;
+        if path.first() != Some(&b'/') || path.contains(&0) {
+            return Err(UrlRule::UnixPath);
+        }
+        Ok(Self {
+            host: String::new(),
+            port: 0,
+            user,
+            password,
+            db: db.unwrap_or(0),
+            transport: unix_transport(path)?,
+        })
+    }
+
+    /// Host name or address, without brackets; empty for a Unix socket.
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    /// TCP port.
+    /// TCP port; 0 for a Unix socket.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// True for a `rediss://` URL: the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Transport::Tls(_) = self.transport {
+            return true;
+        }
+        false
+    }
+
+    /// The socket path of a `unix://` URL.
+    pub fn unix_path(&self) -> Option<&Path> {
+        #[cfg(unix)]
+        if let Transport::Unix(path) = &self.transport {
+            return Some(path);
+        }
+        None
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Gives a `rediss://` node the manager's TLS configuration (no-op for other nodes).
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_tls(&mut self, connector: &crate::tls::Connector) {
+        if let Transport::Tls(slot) = &mut self.transport {
+            *slot = Some(connector.clone());
+        }
     }
 
     /// Database selected after connecting.
@@ -111,10 +279,16 @@ impl NodeAddr {
         self.password.as_deref()
     }
 
-    /// True when both name the same server (host and port), whatever the database or
-    /// credentials: one server must never be counted twice towards a quorum.
+    /// True when both name the same server (host and port, or socket path), whatever the
+    /// database, the credentials or TLS: one server must never be counted twice towards a
+    /// quorum. A server reached over TCP and over its Unix socket cannot be recognised as one.
     pub(crate) fn same_server(&self, other: &Self) -> bool {
-        self.host == other.host && self.port == other.port
+        match (self.unix_path(), other.unix_path()) {
+            // `Path` equality ignores repeated separators and `.` components.
+            (Some(a), Some(b)) => a == b,
+            (None, None) => self.host == other.host && self.port == other.port,
+            _ => false,
+        }
     }
 
     /// Resolves to socket addresses. IP literals never touch the resolver; host names use the
@@ -134,10 +308,12 @@ impl NodeAddr {
     }
 }
 
-/// `host:port`, with brackets around IPv6 addresses.
+/// `host:port`, with brackets around IPv6 addresses; the socket path for a Unix socket.
 impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
+        if let Some(path) = self.unix_path() {
+            write!(f, "{}", path.display())
+        } else if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{}:{}", self.host, self.port)
@@ -153,6 +329,7 @@ impl fmt::Debug for NodeAddr {
             .field("user", &self.user.as_deref().map(String::from_utf8_lossy))
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("db", &self.db)
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -201,7 +378,57 @@ fn split_host_port(hostport: &str) -> Result<(&str, u16), UrlRule> {
     Ok((host, port))
 }
 
+fn has_whitespace(text: &str) -> bool {
+    text.bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+}
+
+/// A database number: at most 10 digits, at most 2^31 - 1.
+fn parse_db(digits: &str) -> Result<u32, UrlRule> {
+    if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UrlRule::BadDbParameter);
+    }
+    digits
+        .parse::<u32>()
+        .ok()
+        .filter(|&db| db <= i32::MAX as u32)
+        .ok_or(UrlRule::DatabaseRange)
+}
+
+#[cfg(feature = "tls")]
+fn tls_transport() -> Result<Transport, UrlRule> {
+    Ok(Transport::Tls(None))
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_transport() -> Result<Transport, UrlRule> {
+    Err(UrlRule::TlsUnsupported)
+}
+
+#[cfg(unix)]
+fn unix_transport(path: Vec<u8>) -> Result<Transport, UrlRule> {
+    use std::os::unix::ffi::OsStringExt;
+    let path = PathBuf::from(std::ffi::OsString::from_vec(path));
+    // The same check the connect makes (the path must fit `sun_path`), done before any I/O.
+    socket2::SockAddr::unix(&path).map_err(|_| UrlRule::UnixPathTooLong)?;
+    Ok(Transport::Unix(path))
+}
+
+#[cfg(not(unix))]
+fn unix_transport(_path: Vec<u8>) -> Result<Transport, UrlRule> {
+    Err(UrlRule::UnixUnsupported)
+}
+
 fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    decode(text, false)
+}
+
+/// Query values: percent-decoding, and `+` is a space (`application/x-www-form-urlencoded`).
+fn form_decode(text: &str) -> Option<Vec<u8>> {
+    decode(text, true)
+}
+
+fn decode(text: &str, plus_is_space: bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len());
     let mut bytes = text.bytes();
     while let Some(byte) = bytes.next() {
@@ -209,6 +436,8 @@ fn percent_decode(text: &str) -> Option<Vec<u8>> {
             let hi = hex_value(bytes.next()?)?;
             let lo = hex_value(bytes.next()?)?;
             out.push(hi << 4 | lo);
+        } else if byte == b'+' && plus_is_space {
+            out.push(b' ');
         } else {
             out.push(byte);
         }
@@ -226,16 +455,35 @@ fn hex_value(byte: u8) -> Option<u8> {
 }
 
 /// The URL with everything before the last `@` (after the scheme, when there is one)
-/// replaced, so errors can quote it without leaking a password. The path can only be a
-/// database number, so any `@` belongs to the credentials, even in a garbled URL.
+/// replaced, then any fragment and every query value but `db`'s, so errors can quote it
+/// without leaking a password. In a `redis://` URL the path can only be a database number, so any `@` belongs
+/// to the credentials, even in a garbled URL; in a `unix://` URL an `@` in the path hides a
+/// little more than needed, never less.
 pub(crate) fn redact(url: &str) -> String {
-    let Some((credentials, host)) = url.rsplit_once('@') else {
-        return url.to_owned();
+    let hidden = match url.rsplit_once('@') {
+        None => url.to_owned(),
+        Some((credentials, host)) => match credentials.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***@{host}"),
+            None => format!("***@{host}"),
+        },
     };
-    match credentials.split_once("://") {
-        Some((scheme, _)) => format!("{scheme}://***@{host}"),
-        None => format!("***@{host}"),
-    }
+    let hidden = match hidden.split_once('#') {
+        Some((before, _)) => format!("{before}#***"),
+        None => hidden,
+    };
+    let Some((before, query)) = hidden.split_once('?') else {
+        return hidden;
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("db", _)) => pair.to_owned(),
+            Some((key, _)) => format!("{key}=***"),
+            None if pair.is_empty() => String::new(),
+            None => "***".to_owned(),
+        })
+        .collect();
+    format!("{before}?{}", pairs.join("&"))
 }
 
 #[cfg(test)]
@@ -287,8 +535,14 @@ mod tests {
     #[test]
     fn refuses_what_it_does_not_understand() {
         assert_eq!(reason("127.0.0.1:7001"), "missing redis:// scheme");
-        assert_eq!(reason("http://h"), "scheme must be redis://");
-        assert_eq!(reason("rediss://h"), "tls (rediss://) is not supported");
+        assert_eq!(
+            reason("http://h"),
+            "scheme must be redis://, rediss:// or unix://"
+        );
+        #[cfg(not(feature = "tls"))]
+        assert_eq!(reason("rediss://h"), UrlRule::TlsUnsupported);
+        #[cfg(feature = "tls")]
+        assert_eq!(reason("rediss://h?db=1"), UrlRule::QueryOrFragment);
         assert_eq!(reason("redis://"), "missing host");
         assert_eq!(reason("redis://h:0"), "port out of range");
         assert_eq!(reason("redis://h:65536"), "port out of range");
@@ -323,6 +577,132 @@ mod tests {
         assert_eq!(reason("redis:/:secret@h"), "missing redis:// scheme");
         assert_eq!(reason(":secret@h"), "missing redis:// scheme");
         assert_eq!(reason("redis://:se/cret@h"), "missing host");
+    }
+
+    #[test]
+    #[cfg(feature = "tls")]
+    fn rediss_takes_the_redis_grammar_and_a_valid_server_name() {
+        let a = ok("rediss://alice:secret@Cache.Example.com:6380/2");
+        assert!(a.is_tls());
+        assert_eq!(
+            (a.host(), a.port(), a.db(), a.user()),
+            ("cache.example.com", 6380, 2, Some(&b"alice"[..]))
+        );
+        assert_eq!(a.to_string(), "cache.example.com:6380");
+        assert!(!format!("{a:?}").contains("secret"));
+        assert_eq!(ok("rediss://[::1]").port(), DEFAULT_PORT);
+        assert!(!ok("redis://h").is_tls());
+        assert_eq!(reason("rediss://a..b"), UrlRule::TlsServerName);
+        assert_eq!(reason("rediss://h#x"), UrlRule::QueryOrFragment);
+        // One server: TLS or not, the same host and port.
+        assert!(ok("rediss://h:1").same_server(&ok("redis://h:1")));
+        assert_ne!(ok("rediss://h:1"), ok("redis://h:1"));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn unix_urls_take_a_path_and_redis_py_or_redis_rs_parameters() {
+        let a = ok("unix:///run/redis/redis.sock");
+        assert_eq!(a.unix_path(), Some(Path::new("/run/redis/redis.sock")));
+        assert_eq!((a.host(), a.port(), a.db(), a.password()), ("", 0, 0, None));
+        assert_eq!(a.to_string(), "/run/redis/redis.sock");
+        let a = ok("UNIX:///tmp/r%20s.sock?db=3&password=p%40ss+word");
+        assert_eq!(a.unix_path(), Some(Path::new("/tmp/r s.sock")));
+        assert_eq!((a.db(), a.password()), (3, Some(&b"p@ss word"[..])));
+        let a = ok("unix:///tmp/r.sock?pass=secret&user=alice");
+        assert_eq!(
+            (a.user(), a.password()),
+            (Some(&b"alice"[..]), Some(&b"secret"[..]))
+        );
+        let a = ok("unix://alice:secret@/tmp/r.sock?db=0");
+        assert_eq!(
+            (a.user(), a.password(), a.db()),
+            (Some(&b"alice"[..]), Some(&b"secret"[..]), 0)
+        );
+        assert_eq!(ok("unix://:secret@/tmp/r.sock").user(), None);
+        assert_eq!(ok("unix:///tmp/r.sock?").db(), 0);
+        assert!(!format!("{a:?}").contains("secret"));
+        assert!(!a.is_tls());
+
+        assert_eq!(reason("unix://tmp/r.sock"), UrlRule::UnixHost);
+        assert_eq!(reason("unix://localhost/tmp/r.sock"), UrlRule::UnixHost);
+        assert_eq!(reason("unix://"), UrlRule::UnixPath);
+        assert_eq!(reason("unix:///tmp/a%00b"), UrlRule::UnixPath);
+        let long = format!("unix:///{}", "a".repeat(200));
+        assert_eq!(reason(&long), UrlRule::UnixPathTooLong);
+        assert_eq!(reason("unix:///tmp/r.sock?db=x"), UrlRule::BadDbParameter);
+        assert_eq!(reason("unix:///tmp/r.sock?db="), UrlRule::BadDbParameter);
+        assert_eq!(
+            reason("unix:///tmp/r.sock?db=2147483648"),
+            UrlRule::DatabaseRange
+        );
+        assert_eq!(
+            reason("unix:///tmp/r.sock?db=1&db=2"),
+            UrlRule::RepeatedParameter
+        );
+        assert_eq!(
+            reason("unix:///tmp/r.sock?password=secret&pass=secret"),
+            UrlRule::RepeatedParameter
+        );
+        assert_eq!(
+            reason("unix://:secret@/tmp/r.sock?password=secret"),
+            UrlRule::RepeatedParameter
+        );
+        assert_eq!(
+            reason("unix:///tmp/r.sock?timeout=1"),
+            UrlRule::UnknownParameter
+        );
+        assert_eq!(
+            reason("unix:///tmp/r.sock?secret"),
+            UrlRule::UnknownParameter
+        );
+        assert_eq!(
+            reason("unix:///tmp/r.sock?password="),
+            UrlRule::EmptyPassword
+        );
+        assert_eq!(
+            reason("unix:///tmp/r.sock?user=alice"),
+            UrlRule::Credentials
+        );
+        assert_eq!(
+            reason("unix:///tmp/r.sock?password=secret%zz"),
+            UrlRule::PercentEncoding
+        );
+        assert_eq!(reason("unix:///tmp/r.sock#secret"), UrlRule::Fragment);
+        assert_eq!(reason("unix:///tmp/r .sock"), UrlRule::Whitespace);
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn unix_same_server_is_the_same_path() {
+        assert!(ok("unix:///tmp/r.sock?db=1").same_server(&ok("unix:///tmp//./r.sock")));
+        assert!(!ok("unix:///tmp/r.sock").same_server(&ok("unix:///tmp/s.sock")));
+        assert!(!ok("unix:///tmp/r.sock").same_server(&ok("redis://h")));
+        assert!(!ok("redis://h").same_server(&ok("unix:///tmp/r.sock")));
+    }
+
+    #[test]
+    fn redact_hides_credentials_and_every_query_value_but_db() {
+        assert_eq!(
+            redact("unix:///tmp/r.sock?db=1&password=secret&user=alice"),
+            "unix:///tmp/r.sock?db=1&password=***&user=***"
+        );
+        assert_eq!(
+            redact("unix://:secret@/tmp/r.sock?pass=secret"),
+            "unix://***@/tmp/r.sock?pass=***"
+        );
+        assert_eq!(
+            redact("unix:///tmp/r.sock?secret"),
+            "unix:///tmp/r.sock?***"
+        );
+        assert_eq!(
+            redact("redis://h?password=secret"),
+            "redis://h?password=***"
+        );
+        assert_eq!(redact("unix:///tmp/s?password=se@cret"), "unix://***@cret");
+        assert_eq!(redact("redis://:se?cret@h"), "redis://***@h");
+        assert_eq!(redact("redis://h:1/2"), "redis://h:1/2");
+        assert_eq!(redact("unix:///s?db=1#secret"), "unix:///s?db=1#***");
     }
 
     #[test]

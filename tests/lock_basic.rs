@@ -745,6 +745,7 @@ fn bad_configurations_are_refused() {
     for url in [
         "127.0.0.1:7001",
         "http://127.0.0.1:7001",
+        #[cfg(not(feature = "tls"))]
         "rediss://127.0.0.1:7001",
         "redis://",
         "redis://127.0.0.1:0",

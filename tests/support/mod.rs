@@ -14,9 +14,11 @@
 //! - [`fake`]: [`FakeServer`] answering per command with an [`Action`], and [`NeverAccepts`]
 //!   for connect timeouts.
 //! - [`errors`]: assertions on the crate's `NotAcquired` errors.
+//! - [`tls`]: a throwaway PKI (rcgen) and `redis-server` nodes with a TLS port.
 //!
 //! Depends only on std, `resplock::resp` (the codec) and `socket2` (already a dependency of the
-//! crate; used for `SO_LINGER` 0 resets and a listen backlog of 0).
+//! crate; used for `SO_LINGER` 0 resets and a listen backlog of 0), plus `rcgen` (a
+//! dev-dependency) for the certificates of [`tls`].
 #![allow(dead_code, unused_imports)]
 
 pub mod errors;
@@ -24,6 +26,7 @@ pub mod fake;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod tls;
 
 pub use fake::{Action, Command, FakeServer, NeverAccepts};
 pub use proxy::FaultProxy;
