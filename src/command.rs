@@ -42,8 +42,12 @@ pub(crate) trait Exchange {
 /// The compare-and-act commands of a held lock (taking it is [`crate::fence::Take`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Command<'a> {
-    /// `EVALSHA <release> 1 key value`.
+    /// `EVALSHA <release> 1 key value`: deletes the key if it holds our value and tells
+    /// waiters.
     Release { key: &'a [u8], value: &'a [u8] },
+    /// `EVALSHA <release> 1 key value 0`: the same without telling waiters, for the cleanup
+    /// of a failed attempt (that key was never a lock anyone held).
+    Cleanup { key: &'a [u8], value: &'a [u8] },
     /// `EVALSHA <extend> 1 key value ttl`.
     Extend {
         key: &'a [u8],
@@ -55,7 +59,7 @@ pub(crate) enum Command<'a> {
 impl Exchange for Command<'_> {
     fn script(&self) -> Option<Script> {
         match self {
-            Self::Release { .. } => Some(script::RELEASE),
+            Self::Release { .. } | Self::Cleanup { .. } => Some(script::RELEASE),
             Self::Extend { .. } => Some(script::EXTEND),
         }
     }
@@ -66,6 +70,10 @@ impl Exchange for Command<'_> {
             Self::Release { key, value } => {
                 let sha1 = script::RELEASE.sha1.as_bytes();
                 encode_command(out, &[b"EVALSHA", sha1, b"1", key, value]);
+            }
+            Self::Cleanup { key, value } => {
+                let sha1 = script::RELEASE.sha1.as_bytes();
+                encode_command(out, &[b"EVALSHA", sha1, b"1", key, value, b"0"]);
             }
             Self::Extend { key, value, ttl_ms } => {
                 let sha1 = script::EXTEND.sha1.as_bytes();

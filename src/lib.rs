@@ -70,6 +70,7 @@ mod redlock;
 pub mod resp;
 mod round;
 mod rules;
+mod schedule;
 pub mod script;
 mod stream;
 mod sync;

@@ -60,13 +60,15 @@ pub(crate) fn channel_of(resource: &[u8]) -> Vec<u8> {
 /// Why a waiter woke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Woke {
-    /// A release was published.
-    Notified,
+    /// A release was published; `own` when it most likely came from this process's own
+    /// holder (a waiter of this process left with the lock, and no release was heard since).
+    Notified { own: bool },
     /// Its channel's subscription was confirmed on a node, at this instant (the latest, when
     /// several nodes confirmed before the waiter woke).
     Subscribed(Instant),
-    /// It became the front waiter.
-    Promoted,
+    /// It became the front waiter; `held_until` when the one before it left with the lock
+    /// (the end of that lock's validity), `None` when it gave up.
+    Promoted { held_until: Option<Instant> },
     /// Its deadline.
     Timeout,
 }
@@ -74,9 +76,9 @@ pub(crate) enum Woke {
 #[derive(Debug, Default)]
 struct Flags {
     front: bool,
-    notified: bool,
+    notified: Option<bool>,
     subscribed: Option<Instant>,
-    promoted: bool,
+    promoted: Option<Option<Instant>>,
 }
 
 /// One waiting call.
@@ -98,6 +100,8 @@ struct Channel {
     queue: VecDeque<Arc<Waiter>>,
     /// When the last waiter left.
     idle_since: Option<Instant>,
+    /// A waiter of this process left with the lock and no release has been heard since.
+    held_here: bool,
 }
 
 impl Channel {
@@ -132,6 +136,7 @@ pub(crate) struct Spot {
     shared: Arc<Shared>,
     channel: Vec<u8>,
     waiter: Arc<Waiter>,
+    left: bool,
 }
 
 impl Listener {
@@ -159,6 +164,7 @@ impl Listener {
             shared: Arc::clone(&self.shared),
             channel,
             waiter,
+            left: false,
         }
     }
 
@@ -198,11 +204,11 @@ impl Spot {
     pub fn wait(&self, until: Instant) -> Woke {
         let mut flags = lock(&self.waiter.flags);
         loop {
-            if std::mem::take(&mut flags.promoted) {
-                return Woke::Promoted;
+            if let Some(held_until) = flags.promoted.take() {
+                return Woke::Promoted { held_until };
             }
-            if std::mem::take(&mut flags.notified) {
-                return Woke::Notified;
+            if let Some(own) = flags.notified.take() {
+                return Woke::Notified { own };
             }
             if let Some(at) = flags.subscribed.take() {
                 return Woke::Subscribed(at);
@@ -220,22 +226,42 @@ impl Spot {
     }
 }
 
-impl Drop for Spot {
-    /// Leaves the queue; the next waiter becomes the front one and is woken to try.
-    fn drop(&mut self) {
+impl Spot {
+    /// Leaves the queue: with the lock (valid until `held_until`), or without it. The next
+    /// waiter becomes the front one; it tries at once when this one gave up, and otherwise
+    /// waits for the release (or that validity's end).
+    pub fn leave(mut self, held_until: Option<Instant>) {
+        self.left = true;
         let mut channels = lock(&self.shared.channels);
         let Some(channel) = channels.get_mut(&self.channel) else {
             return;
         };
         channel.queue.retain(|w| !Arc::ptr_eq(w, &self.waiter));
+        channel.held_here |= held_until.is_some();
         match channel.queue.front() {
             Some(next) => next.wake(|flags| {
                 if !flags.front {
                     flags.front = true;
-                    flags.promoted = true;
+                    flags.promoted = Some(held_until);
                 }
             }),
             None => channel.idle_since = Some(Instant::now()),
+        }
+    }
+}
+
+impl Drop for Spot {
+    /// Leaves the queue without the lock, unless [`Spot::leave`] did already.
+    fn drop(&mut self) {
+        if !self.left {
+            let spot = Spot {
+                shared: Arc::clone(&self.shared),
+                channel: std::mem::take(&mut self.channel),
+                waiter: Arc::clone(&self.waiter),
+                left: false,
+            };
+            self.left = true;
+            spot.leave(None);
         }
     }
 }
@@ -388,12 +414,17 @@ fn handle(shared: &Shared, reply: Reply<'_>) -> Push {
         (b"unsubscribe", Reply::Integer(_)) => Push::Other,
         _ => return Push::Bad,
     };
-    if let Some(front) = lock(&shared.channels)
-        .get(channel)
-        .and_then(|c| c.queue.front())
-    {
+    let mut channels = lock(&shared.channels);
+    let Some(entry) = channels.get_mut(channel) else {
+        return push;
+    };
+    let own = match push {
+        Push::Message => std::mem::take(&mut entry.held_here),
+        _ => false,
+    };
+    if let Some(front) = entry.queue.front() {
         match push {
-            Push::Message => front.wake(|flags| flags.notified = true),
+            Push::Message => front.wake(|flags| flags.notified = Some(own)),
             Push::Subscribed => {
                 let now = Instant::now();
                 front.wake(|flags| flags.subscribed = Some(now));

@@ -232,8 +232,8 @@ impl Redlock {
                 if last {
                     call.closing();
                 }
-                let mut release = Command::Release { key, value: &value };
-                call.round(&mut release, first.sent, Wait::AllHealthy);
+                let mut cleanup = Command::Cleanup { key, value: &value };
+                call.round(&mut cleanup, first.sent, Wait::AllHealthy);
             }
             if last {
                 return Err(inner.not_acquired(attempt, second.as_ref().unwrap_or(&first)));

@@ -8,16 +8,18 @@
 //! never sent. The texts are public so that other processes and other Redlock clients can
 //! release or extend a lock by `(resource, value)` with the same semantics.
 
-/// Deletes `KEYS[1]` if its value is `ARGV[1]`, and then publishes an empty message on
-/// `resplock:released:<KEYS[1]>` so that waiters ([`crate::Redlock::lock_within`]) learn of it
-/// at once; returns 1 if deleted, 0 otherwise.
+/// Deletes `KEYS[1]` if its value is `ARGV[1]`, and then, unless `ARGV[2]` is `"0"`, publishes
+/// an empty message on `resplock:released:<KEYS[1]>` so that waiters
+/// ([`crate::Redlock::lock_within`]) learn of it at once; returns 1 if deleted, 0 otherwise.
+/// The cleanup of a failed attempt passes `"0"`: that key was never anyone's lock.
 pub const RELEASE_SCRIPT: &str = concat!(
     r#"if redis.call("get",KEYS[1]) == ARGV[1] then redis.call("del",KEYS[1]) "#,
-    r#"redis.call("publish","resplock:released:"..KEYS[1],"") return 1 else return 0 end"#
+    r#"if ARGV[2] ~= "0" then redis.call("publish","resplock:released:"..KEYS[1],"") end "#,
+    r#"return 1 else return 0 end"#
 );
 
 /// SHA1 of [`RELEASE_SCRIPT`], lowercase hex, as `SCRIPT LOAD` returns it.
-pub const RELEASE_SHA1: &str = "5d795f6ae83244f236c02a3022783806da0391fb";
+pub const RELEASE_SHA1: &str = "d677bad5fd0a80203ee3fe3734293629dd64fa37";
 
 /// The prefix of the channel a release publishes on: the resource (the key) follows it.
 pub const RELEASED_CHANNEL_PREFIX: &str = "resplock:released:";

@@ -13,9 +13,11 @@
 //!   clients that do not publish are handed over), or `max_wait`.
 //! - Only the front waiter of a resource in a process tries; the others sleep until it leaves,
 //!   so a release costs one attempt per waiting process, not one per waiting thread. A newcomer
-//!   queues behind this process's waiters rather than barging in. Attempts woken by messages
-//!   back off when they keep failing, so a node that floods the channel cannot make a waiter
-//!   spin.
+//!   queues behind this process's waiters rather than barging in, and a release by this
+//!   process gives the other processes' waiters a head start (`schedule.rs`), so a hot lock
+//!   goes round the processes instead of staying in one. Tries woken by messages back off when
+//!   the same holder keeps the lock, so a node that floods the channel cannot make a waiter
+//!   spin. A failed attempt's own cleanup publishes nothing.
 //! - It returns [`Error::NotAcquired`] once `max_wait` has passed (after at least one attempt),
 //!   never sooner.
 
@@ -28,19 +30,14 @@ use crate::command::Command;
 use crate::error::Error;
 use crate::fence::{counter_key, Attempt, Take};
 use crate::guard::LockGuard;
-use crate::listen::{channel_of, Spot, Woke};
+use crate::listen::{channel_of, Spot};
 use crate::quorum::{self, MAX_NODES};
 use crate::redlock::{new_value, Redlock};
 use crate::round::{Outcome, Wait};
+use crate::schedule::Schedule;
 
 /// Longest sleep between attempts when the holder's keys never expire (or nodes are down).
 const FALLBACK_POLL: Duration = Duration::from_secs(1);
-
-/// Confirmations further apart than this come from a reconnected node: worth one more try.
-const RESUBSCRIBED: Duration = Duration::from_secs(1);
-
-/// Longest backoff between attempts woken by messages that keep failing.
-const MAX_NOTIFIED_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How long until enough nodes are free for a quorum, given `free_now` nodes free already and
 /// the remaining ttls (ms) of the nodes where another value holds the key (-1: no expiry).
@@ -55,13 +52,20 @@ fn free_in(free_now: usize, held_ttls: &mut [i64], quorum: usize) -> Option<Dura
     u64::try_from(ttl).ok().map(Duration::from_millis)
 }
 
-/// When to try again after the failed attempt `round` of `probe`: when the holder's keys run
-/// out on enough nodes, plus Redis' expiry resolution and jitter.
-fn retry_after(round: &Outcome, probe: &Take<'_>, nodes: usize, quorum: usize) -> Duration {
+/// After the failed attempt `round` of `probe`: how long until the holder's keys run out on
+/// enough nodes for a quorum (`None` when no ttl tells), and when to try again: then, plus
+/// Redis' expiry resolution and jitter that spreads waiters of several processes (within a
+/// node timeout, so a crashed holder's lock is taken within its ttl plus two node timeouts).
+fn retry_after(
+    round: &Outcome,
+    probe: &Take<'_>,
+    quorum: usize,
+    node_timeout: Duration,
+) -> (Option<Duration>, Duration) {
     let mut free_now = 0;
     let mut held = [0i64; MAX_NODES];
     let mut count = 0;
-    for node in 0..nodes {
+    for node in 0..MAX_NODES {
         let ttl = probe.ttls.get(node).copied().flatten();
         match (round.answer(node), ttl) {
             (Some(true), _) | (Some(false), Some(-2)) => free_now += 1,
@@ -74,17 +78,21 @@ fn retry_after(round: &Outcome, probe: &Take<'_>, nodes: usize, quorum: usize) -
             _ => {}
         }
     }
-    let wait = held
+    let free = held
         .get_mut(..count)
         .and_then(|held| free_in(free_now, held, quorum));
-    match wait {
+    let retry = match free {
         Some(wait) => {
-            let spread = (wait / 4).clamp(Duration::from_millis(1), Duration::from_millis(50));
+            let spread = (wait / 8).clamp(
+                Duration::from_millis(1),
+                node_timeout.max(Duration::from_millis(1)),
+            );
             let random = SysRng.try_next_u64().unwrap_or(0);
             wait + quorum::DRIFT_FLOOR + quorum::jitter(spread, random)
         }
         None => FALLBACK_POLL,
-    }
+    };
+    (free, retry)
 }
 
 impl Redlock {
@@ -117,16 +125,10 @@ impl Redlock {
             .listener
             .has_waiters(&channel)
             .then(|| inner.listener.join(nodes, channel.clone()));
-        let mut next_try = match &spot {
-            Some(queued) if !queued.is_front() => None,
-            _ => Some(start),
-        };
+        let first_in_line = spot.as_ref().is_none_or(Spot::is_front);
+        let mut schedule = Schedule::new(start, first_in_line);
         let mut attempts = 0u32;
         let mut last: Option<Outcome> = None;
-        let mut backoff = Duration::ZERO;
-        let mut notified_at: Option<Instant> = None;
-        let mut tried_at = start;
-        let mut subscribed_at: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let expired = deadline.is_some_and(|d| now >= d);
@@ -136,9 +138,9 @@ impl Redlock {
             }
             // At the deadline a waiter that never had its turn tries once, so that the error
             // tells what it found.
-            if expired || next_try.is_some_and(|at| at <= now) {
+            if expired || schedule.due(now) {
                 attempts += 1;
-                tried_at = now;
+                schedule.trying(now);
                 let key = resource.as_ref();
                 let mut take = Take::new(key, &value, ttl_ms);
                 take.counter = counter.as_deref();
@@ -151,7 +153,9 @@ impl Redlock {
                     } => {
                         let pid = call.pid;
                         drop(call);
-                        drop(spot);
+                        if let Some(queued) = spot {
+                            queued.leave(Some(validity.until));
+                        }
                         let guard = LockGuard::new(
                             self.inner_arc(),
                             ticket,
@@ -173,11 +177,12 @@ impl Redlock {
                     }
                 }
                 if !cleanup.is_empty() {
-                    let mut release = Command::Release { key, value: &value };
+                    let mut release = Command::Cleanup { key, value: &value };
                     call.round(&mut release, cleanup, Wait::AllHealthy);
                 }
-                let wait = retry_after(&first, &take, nodes.len(), nodes.quorum());
-                next_try = Some(Instant::now() + wait);
+                let (free, retry) =
+                    retry_after(&first, &take, nodes.quorum(), nodes.node_timeout());
+                schedule.failed(Instant::now(), free, retry);
                 last = Some(second.unwrap_or(first));
                 if spot.is_none() {
                     spot = Some(inner.listener.join(nodes, channel.clone()));
@@ -186,46 +191,9 @@ impl Redlock {
             let Some(queued) = &spot else {
                 continue;
             };
-            if !queued.is_front() {
-                next_try = None;
-            }
-            let wake = [next_try, deadline]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or_else(|| Instant::now() + FALLBACK_POLL);
-            match queued.wait(wake) {
-                Woke::Notified if queued.is_front() => {
-                    // Messages that keep coming without the lock being free (a flood, or
-                    // other processes winning) are answered more and more slowly.
-                    let now = Instant::now();
-                    let calm = notified_at.is_none_or(|at| {
-                        now.saturating_duration_since(at) > 2 * MAX_NOTIFIED_BACKOFF
-                    });
-                    if calm {
-                        backoff = Duration::ZERO;
-                    }
-                    next_try = Some(now + backoff);
-                    notified_at = Some(now);
-                    backoff = (backoff * 2)
-                        .max(Duration::from_millis(1))
-                        .min(MAX_NOTIFIED_BACKOFF);
-                }
-                // Once subscribed, one more try: a release between the last attempt and the
-                // subscription would otherwise go unheard. The first node to confirm is enough
-                // (a release publishes on every node it reaches); a confirmation much later
-                // means a node reconnected.
-                Woke::Subscribed(at) if queued.is_front() && at > tried_at => {
-                    let fresh = subscribed_at
-                        .is_none_or(|t| at.saturating_duration_since(t) > RESUBSCRIBED);
-                    if fresh {
-                        next_try = Some(Instant::now());
-                        subscribed_at = Some(at);
-                    }
-                }
-                Woke::Promoted if queued.is_front() => next_try = Some(Instant::now()),
-                _ => {}
-            }
+            let wake = schedule.wake_at(deadline, Instant::now() + FALLBACK_POLL);
+            let woke = queued.wait(wake);
+            schedule.woke(woke, Instant::now(), queued.is_front());
         }
     }
 }
