@@ -707,19 +707,31 @@ fn inspect_shows_the_holder_and_its_remaining_ttl() {
 }
 
 #[test]
-fn fencing_reports_that_the_library_lacks_it_yet() {
-    let cluster = Cluster::start(1);
+fn fencing_tokens_go_to_stdout_and_the_child_and_increase() {
+    let mut cluster = Cluster::start(3);
     let nodes = cluster.urls();
-    let dir = TempDir::new();
-    let marker = dir.path("ran");
-    output(
-        resplock(&nodes)
-            .args(["run", "--fencing", "job", "--", "touch"])
-            .arg(&marker),
-    )
-    .expect(CONFIG)
-    .one_line_saying("--fencing is not supported");
-    assert!(!marker.exists());
+    let script = r#"
+        set -eu
+        set -- $("$RESPLOCK" lock --fencing --ttl 5s fenced)
+        v1=$1; t1=$2
+        [ "${#v1}" -eq 32 ]
+        "$RESPLOCK" release fenced "$v1"
+        t2=$("$RESPLOCK" run --fencing fenced -- sh -c 'echo "$RESPLOCK_TOKEN"')
+        [ "$t2" -gt "$t1" ]
+        set -- $("$RESPLOCK" lock --fencing fenced)
+        [ "$2" -gt "$t2" ]
+        "$RESPLOCK" release fenced "$1"
+        echo "tokens $t1 $t2 $2"
+    "#;
+    let out = output(
+        Command::new("sh")
+            .args(["-c", script])
+            .env("RESPLOCK", BIN)
+            .env("RESPLOCK_NODES", nodes.join(",")),
+    );
+    out.expect(0);
+    assert!(out.stdout.starts_with("tokens "), "{out:?}");
+    assert_eq!(cluster.count_key("fenced"), 0);
 }
 
 #[test]

@@ -463,7 +463,7 @@ Options of every subcommand (also accepted before it):
   --nodes URLS     comma-separated node URLs, redis://[[user]:password@]host[:port][/db];
                    default: the RESPLOCK_NODES environment variable (prefer it when URLs
                    hold passwords: other users can read command lines)
-  --fencing        use fencing tokens (not supported by this library version yet)
+  --fencing        use fencing tokens (a number that grows with every grant)
 
 Durations are written as 500ms, 30s, 5m, 2h, or combined: 1h30m.
 RESOURCE is the Redis key itself, so other Redlock clients using the same name exclude
@@ -509,7 +509,7 @@ environment, renews the lock every ttl/3 while CMD runs, and releases it when CM
                    --kill-grace, then stops, so the lock never outlives D + grace + ttl
   --kill-grace D   time between SIGTERM and SIGKILL when the lock is lost (default 10s)
   --nodes URLS     node URLs, comma-separated (default: $RESPLOCK_NODES)
-  --fencing        use fencing tokens (not supported by this library version yet)
+  --fencing        use fencing tokens (a number that grows with every grant)
 
 Lost lock (taken, expired, --max-hold reached): CMD gets SIGTERM, then SIGKILL after
 --kill-grace; the reason is written to stderr and resplock exits 79.
@@ -543,7 +543,7 @@ after --ttl unless renewed with `resplock extend`; give it back with `resplock r
   --wait D         give up after D if the lock stays taken (exit 75); default: wait forever
   --no-wait        one attempt, exit 75 at once if the lock is taken
   --nodes URLS     node URLs, comma-separated (default: $RESPLOCK_NODES)
-  --fencing        use fencing tokens (not supported by this library version yet)
+  --fencing        use fencing tokens (a number that grows with every grant)
 
 Exit status: 0 acquired; 64 usage; 69 nodes unavailable; 71 system error; 74 stdout
 not writable (released); 75 not acquired; 78 configuration; 128+N interrupted by signal

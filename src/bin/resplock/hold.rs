@@ -10,9 +10,6 @@
 //!   `lost()` says why it stopped holding: a quorum no longer holds our value (`Taken`), no
 //!   renewal reached a quorum before the validity ran out (`Expired`), or the cap was reached
 //!   (`MaxHold`: renewal stopped there, and the lock ends within one ttl unless released).
-//!
-//! Everything below the `TEMPORARY` line stands in for library API that has not landed yet
-//! (`lock_within`, fencing tokens); each item there says what it becomes.
 
 use std::time::{Duration, Instant};
 
@@ -142,39 +139,31 @@ pub fn inspect(dlm: &Redlock, resource: &[u8]) -> Result<Seen, Failure> {
     })
 }
 
-// ---------------------------------------------------------------------------------------
-// TEMPORARY until lock_within and fencing land. Each item says what it becomes.
-// ---------------------------------------------------------------------------------------
-
 /// The lock manager: one attempt per call, since [`acquire`] does the waiting.
-/// Becomes: no `if fencing` refusal, and `.fencing(fencing)` on the builder.
 pub fn manager(nodes: &[String], fencing: bool) -> Result<Redlock, Failure> {
-    if fencing {
-        return Err(Failure::config(
-            "--fencing is not supported by this library version yet; leave it out",
-        ));
-    }
-    let dlm = Redlock::builder().nodes(nodes).retries(0).build();
+    let dlm = Redlock::builder()
+        .nodes(nodes)
+        .retries(0)
+        .fencing(fencing)
+        .build();
     dlm.map_err(|e| Failure::from_lib(&e, nodes.len()))
 }
 
-/// One attempt; `_slice` is how long `lock_within` may wait for a release.
-/// Becomes: `if slice.is_zero() { dlm.try_lock(..) } else { dlm.lock_within(.., slice) }`.
-fn attempt(
-    dlm: &Redlock,
-    resource: &[u8],
-    ttl: Duration,
-    _slice: Duration,
-) -> Result<Guard, Error> {
-    dlm.try_lock(resource.to_vec(), ttl)
+/// One attempt, waiting up to `slice` for a release (woken by it, not polling).
+fn attempt(dlm: &Redlock, resource: &[u8], ttl: Duration, slice: Duration) -> Result<Guard, Error> {
+    if slice.is_zero() {
+        dlm.try_lock(resource.to_vec(), ttl)
+    } else {
+        dlm.lock_within(resource.to_vec(), ttl, slice)
+    }
 }
 
-/// The guard's fencing token. Becomes: `guard.token()`.
-pub fn token(_guard: &Guard) -> Option<u64> {
-    None
+/// The guard's fencing token.
+pub fn token(guard: &Guard) -> Option<u64> {
+    guard.token()
 }
 
-/// The lease's fencing token. Becomes: `lease.token()`.
-pub fn lease_token(_lease: &Lease) -> Option<u64> {
-    None
+/// The lease's fencing token.
+pub fn lease_token(lease: &Lease) -> Option<u64> {
+    lease.token()
 }
