@@ -16,7 +16,7 @@
 //! when it is done. Without those variables `chaos_child_worker` does nothing.
 //!
 //! Each worker loops until the end time: pick a resource, whether this will be a lease (three
-//! times in ten) and a ttl (300 ms – 2 s; leases 300 ms – 1.2 s), `lock()` (node timeout
+//! times in ten) and a ttl (300 ms – 2 s; leases 300 – 800 ms), `lock()` (node timeout
 //! 50 ms, 3 retries, 40 ms delay + up to 80 ms jitter). A lease is kept alive and worked under
 //! as `tests/chaos/lease_worker.rs` describes: several ttls of repeated critical sections, each
 //! write guarded by `is_held()` and `remaining()`, with `is_held()` sampled every 20 – 50 ms,

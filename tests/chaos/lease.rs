@@ -177,6 +177,11 @@ pub struct LeaseRecord {
     /// The loss: when first seen (just after the look that found it) and why.
     pub lost: Option<(Ns, LostKind)>,
     pub violations: Vec<Violation>,
+    /// Looks that found `valid_until()` below a validity seen before. Not a violation (the
+    /// contract lets a renewal that reached some nodes but no quorum cut the validity to what
+    /// it implies), but with one ttl per lease it should not happen: a write that overran
+    /// with no cut validity means the worker stalled between its check and its write.
+    pub cut_looks: u64,
 }
 
 impl LeaseRecord {
@@ -212,6 +217,9 @@ impl LeaseRecord {
     /// `cap_end` is `granted + max_hold + ttl` when a cap is set.
     pub fn observe(&mut self, s: &Sample, initial: Ns, cap_end: Option<Ns>) {
         self.samples += 1;
+        if s.valid_until < self.last_validity(initial) {
+            self.cut_looks += 1;
+        }
         let mut flag = |kind: char, at: Ns, value: Ns| {
             self.violations.push(Violation { kind, at, value });
         };
@@ -271,7 +279,7 @@ impl LeaseRecord {
         let mut out = String::new();
         let _ = write!(
             out,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             self.every_ms,
             opt(self.max_hold_ms),
             self.samples,
@@ -291,13 +299,14 @@ impl LeaseRecord {
                     .map(|v| format!("{}:{}:{}", v.kind, v.at, v.value))
                     .collect()
             ),
+            self.cut_looks,
         );
         out
     }
 
     pub fn from_field(field: &str) -> Option<LeaseRecord> {
         let f: Vec<&str> = field.split(',').collect();
-        if f.len() != 8 {
+        if f.len() != 9 {
             return None;
         }
         let opt = |s: &str| -> Option<Option<u64>> {
@@ -349,6 +358,7 @@ impl LeaseRecord {
             lost,
             validity,
             violations,
+            cut_looks: f[8].parse().ok()?,
         })
     }
 
@@ -359,10 +369,18 @@ impl LeaseRecord {
             .iter()
             .map(|&(at, v)| format!("{:.3}->{:.3}", rel(at), rel(v)))
             .collect();
-        let violations: Vec<String> = self.violations.iter().map(|v| v.describe(rel)).collect();
+        let mut violations: Vec<String> = self
+            .violations
+            .iter()
+            .take(4)
+            .map(|v| v.describe(rel))
+            .collect();
+        if self.violations.len() > 4 {
+            violations.push(format!("{} more", self.violations.len() - 4));
+        }
         format!(
             "lease every={}ms max_hold={} samples={} (held {}) last held at {} validity seen \
-             [{}] (grant's {:.3}ms) lost {} violations [{}]",
+             [{}] (grant's {:.3}ms, cut in {} looks) lost {} violations [{}]",
             self.every_ms,
             self.max_hold_ms
                 .map_or_else(|| "-".to_owned(), |c| format!("{c}ms")),
@@ -372,6 +390,7 @@ impl LeaseRecord {
                 .map_or_else(|| "-".to_owned(), |t| format!("{:.3}ms", rel(t))),
             validity.join(" "),
             rel(initial),
+            self.cut_looks,
             self.lost.map_or_else(
                 || "-".to_owned(),
                 |(at, k)| format!("{} (seen {:.3}ms)", k.name(), rel(at))
@@ -406,6 +425,8 @@ pub struct LeaseStats {
     pub overran: usize,
     pub sticky_violations: usize,
     pub validity_violations: usize,
+    /// Leases whose validity was cut at least once ([`LeaseRecord::cut_looks`]).
+    pub cut: usize,
 }
 
 impl LeaseStats {
@@ -428,6 +449,7 @@ impl LeaseStats {
             stats.held_samples += l.held_samples;
             stats.increments += a.increments;
             stats.overran += usize::from(a.overran);
+            stats.cut += usize::from(l.cut_looks > 0);
             stats.sticky_violations += l.violations.iter().filter(|v| v.is_sticky()).count();
             stats.validity_violations += l.violations.iter().filter(|v| !v.is_sticky()).count();
         }
@@ -474,8 +496,8 @@ impl LeaseStats {
             "{} ({} with max_hold), held past 1 ttl {}, past 2 ttls {}, longest held {:.0} ms, \
              renewals seen {}, is_held() samples {} ({} true); losses: {} (expired after a \
              grant seen on a bare quorum: {}); endings: {}; \
-             increments {} ({} overran); sticky violations {}, validity-consistency \
-             violations {}",
+             increments {} ({} overran), validity cut short in {} leases; sticky violations {}, \
+             validity-consistency violations {}",
             self.leases,
             self.capped,
             self.past_one_ttl,
@@ -493,6 +515,7 @@ impl LeaseStats {
             },
             self.increments,
             self.overran,
+            self.cut,
             self.sticky_violations,
             self.validity_violations,
         )
@@ -502,6 +525,12 @@ impl LeaseStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grants::Via;
+    use crate::model::{check_exclusion, Audit};
+
+    fn acq(owner: &str, resource: usize, granted: Ns, valid_until: Ns) -> Acquisition {
+        Acquisition::new(owner, 0, resource, 1000, (granted, granted, valid_until))
+    }
 
     fn sample(before: Ns, held: bool, valid_until: Ns, lost: Option<LostKind>) -> Sample {
         Sample {
@@ -541,6 +570,15 @@ mod tests {
         assert_eq!(l.holder_end(700), 700, "the grant's validity counts");
         assert_eq!(l.validity_at(599, 400), 480);
         assert_eq!(l.last_validity(400), 800);
+        assert_eq!(l.cut_looks, 0);
+        // A validity below one seen before is counted, not flagged.
+        l.observe(
+            &sample(860, false, 700, Some(LostKind::MaxHold)),
+            400,
+            cap_end,
+        );
+        assert_eq!(l.cut_looks, 1);
+        assert!(l.violations.is_empty(), "{:?}", l.violations);
     }
 
     #[test]
@@ -607,6 +645,7 @@ mod tests {
         l.last_held = Some(1234);
         l.validity = vec![(100, 400), (200, 500)];
         l.lost = Some((1300, LostKind::Taken));
+        l.cut_looks = 2;
         l.violations.push(Violation {
             kind: Violation::STICKY,
             at: 1310,
@@ -617,7 +656,66 @@ mod tests {
             at: 1320,
             value: 1000,
         });
-        assert_eq!(LeaseRecord::from_field(&l.to_field()), Some(l));
+        assert_eq!(LeaseRecord::from_field(&l.to_field()), Some(l.clone()));
         assert_eq!(LeaseRecord::from_field("1,2,3"), None);
+        let mut stats = LeaseStats::of(&[], 3);
+        assert_eq!((stats.leases, stats.cut), (0, 0));
+        let mut a = Acquisition::new("p0t0", 0, 0, 300, (0, 10, 300_000_000));
+        a.lease = Some(l);
+        a.ending = Ending::Released;
+        a.increments = 4;
+        stats = LeaseStats::of(&[a], 3);
+        assert_eq!(
+            (
+                stats.leases,
+                stats.cut,
+                stats.increments,
+                stats.sticky_violations
+            ),
+            (1, 1, 4, 1)
+        );
+        assert_eq!(stats.validity_violations, 1);
+        assert!(stats.losses.contains(&("taken", 1)), "{:?}", stats.losses);
+        assert_eq!(stats.endings, vec![(Ending::Released, 1)]);
+    }
+
+    #[test]
+    fn a_lease_holds_to_its_last_true_is_held_and_round_trips() {
+        let mut a = acq("p0t0", 1, 100, 400);
+        let mut lease = LeaseRecord::new(100, None);
+        lease.last_held = Some(900);
+        lease.validity = vec![(300, 600), (700, 1000)];
+        a.lease = Some(lease);
+        assert_eq!(a.segments(), vec![(100, 900)]);
+        assert_eq!(a.final_valid_until(), 1000);
+        a.release_start = Some(800);
+        assert_eq!(a.segments(), vec![(100, 800)], "cut at the release");
+        a.release_start = None;
+        // Another holder from 850 overlaps; one from 900 does not.
+        let b = acq("p1t0", 1, 850, 2000);
+        let c = acq("p1t0", 1, 900, 2000);
+        assert_eq!(check_exclusion(&[a.clone(), b], 2).overlaps.len(), 1);
+        assert!(check_exclusion(&[a.clone(), c], 2).overlaps.is_empty());
+        // Without a true is_held() past it, the grant's validity still counts.
+        let mut d = acq("p0t1", 1, 100, 400);
+        d.lease = Some(LeaseRecord::new(100, Some(50)));
+        assert_eq!(d.segments(), vec![(100, 400)]);
+        // The end audit is held to the validity seen by then.
+        a.audit_end = Some(Audit {
+            at: 550,
+            seen: "OO---".to_owned(),
+        });
+        assert!(a.lost_while_valid(3).is_some(), "valid until 600 by then");
+        a.audit_end = Some(Audit {
+            at: 1100,
+            seen: "O----".to_owned(),
+        });
+        assert!(a.lost_while_valid(3).is_none(), "after the validity");
+        a.via = Via::Within;
+        a.token = Some(42);
+        assert_eq!(Acquisition::from_line(&a.to_line()), Some(a.clone()));
+        let line = a.to_line();
+        assert!(line.contains("|via=within|token=42|lease="), "{line}");
+        assert_eq!(Acquisition::from_line(&format!("{line}|color=red")), None);
     }
 }

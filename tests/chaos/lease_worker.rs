@@ -1,9 +1,9 @@
 //! The lease mode of a worker: what it does with a granted lock kept alive as a `Lease`.
 //!
-//! Three acquisitions in ten are leases, with a ttl of 300 – 1200 ms. `keep_alive` right after
+//! Three acquisitions in ten are leases, with a ttl of 300 – 800 ms. `keep_alive` right after
 //! the grant, renewing every ttl/4 or ttl/3, and in 35 % of leases with a `max_hold` of
-//! ttl/2 – 3·ttl/2, shorter than the planned hold of 2 – 5 ttls (at most 3 s, and never past
-//! the run's end), so `MaxHold` happens. Every 20 – 50 ms the worker looks at the
+//! ttl/2 – 3·ttl/2, shorter than the planned hold of 2 – 5 ttls (at most 2.5 s, and never
+//! past the run's end), so `MaxHold` happens. Every 20 – 50 ms the worker looks at the
 //! lease ([`Looker::look`]: one [`Sample`], checked on the spot, see `lease.rs`), and after
 //! two looks in five runs a critical section: if held with more than the work time + 100 ms
 //! left, `GET` the counter, sleep 2 – 15 ms, and `SET` it + 1 only if a new look finds it held
@@ -27,12 +27,12 @@ use crate::{
 pub const LEASE_PER_MILLE: u64 = 300;
 /// Lease ttls: the shorter ones of the plain list, so that a lease's several ttls do not
 /// keep the resources from the plain acquisitions for long (and renewals come often).
-pub const LEASE_TTLS_MS: [u64; 4] = [300, 500, 800, 1200];
+pub const LEASE_TTLS_MS: [u64; 3] = [300, 500, 800];
 /// Share of leases with a `max_hold`.
 const CAP_PER_MILLE: u64 = 350;
 /// Planned hold, in ttls, and its ceiling.
 const HOLD_TTLS: (u64, u64) = (2, 5);
-const MAX_HOLD_TIME: Duration = Duration::from_secs(3);
+const MAX_HOLD_TIME: Duration = Duration::from_millis(2500);
 /// Between two looks at the lease, in ms.
 const LOOK_EVERY_MS: (u64, u64) = (20, 50);
 /// Chance per look (when held) of a critical section.

@@ -700,7 +700,7 @@ pub fn check_exclusion(acqs: &[Acquisition], resources: usize) -> Exclusion {
 mod tests {
     use super::*;
 
-    pub fn acq(owner: &str, resource: usize, granted: Ns, valid_until: Ns) -> Acquisition {
+    fn acq(owner: &str, resource: usize, granted: Ns, valid_until: Ns) -> Acquisition {
         Acquisition::new(owner, 0, resource, 1000, (granted, granted, valid_until))
     }
 
@@ -873,46 +873,6 @@ mod tests {
                 ("node.timeout-read".to_owned(), 1)
             ]
         );
-    }
-
-    #[test]
-    fn a_lease_holds_to_its_last_true_is_held_and_round_trips() {
-        let mut a = acq("p0t0", 1, 100, 400);
-        let mut lease = LeaseRecord::new(100, None);
-        lease.last_held = Some(900);
-        lease.validity = vec![(300, 600), (700, 1000)];
-        a.lease = Some(lease);
-        assert_eq!(a.segments(), vec![(100, 900)]);
-        assert_eq!(a.final_valid_until(), 1000);
-        a.release_start = Some(800);
-        assert_eq!(a.segments(), vec![(100, 800)], "cut at the release");
-        a.release_start = None;
-        // Another holder from 850 overlaps; one from 900 does not.
-        let b = acq("p1t0", 1, 850, 2000);
-        let c = acq("p1t0", 1, 900, 2000);
-        assert_eq!(check_exclusion(&[a.clone(), b], 2).overlaps.len(), 1);
-        assert!(check_exclusion(&[a.clone(), c], 2).overlaps.is_empty());
-        // Without a true is_held() past it, the grant's validity still counts.
-        let mut d = acq("p0t1", 1, 100, 400);
-        d.lease = Some(LeaseRecord::new(100, Some(50)));
-        assert_eq!(d.segments(), vec![(100, 400)]);
-        // The end audit is held to the validity seen by then.
-        a.audit_end = Some(Audit {
-            at: 550,
-            seen: "OO---".to_owned(),
-        });
-        assert!(a.lost_while_valid(3).is_some(), "valid until 600 by then");
-        a.audit_end = Some(Audit {
-            at: 1100,
-            seen: "O----".to_owned(),
-        });
-        assert!(a.lost_while_valid(3).is_none(), "after the validity");
-        a.via = Via::Within;
-        a.token = Some(42);
-        assert_eq!(Acquisition::from_line(&a.to_line()), Some(a.clone()));
-        let line = a.to_line();
-        assert!(line.contains("|via=within|token=42|lease="), "{line}");
-        assert_eq!(Acquisition::from_line(&format!("{line}|color=red")), None);
     }
 
     #[test]
