@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::command::{script_loaded, Exchange};
 use crate::conn::Conn;
-use crate::error::NodeError;
+use crate::error::{NodeError, Phase};
 use crate::nodes::Call;
 use crate::quorum::{NodeSet, MAX_NODES};
 use crate::round::{Answer, Outcome, Round, Setup, Step, Wait};
@@ -72,6 +72,10 @@ impl Call<'_> {
             let Some(conn) = slot.as_mut() else {
                 continue;
             };
+            if self.not_after.is_some_and(|limit| Instant::now() >= limit) {
+                round.failed(node, NodeError::Timeout(Phase::Write));
+                continue;
+            }
             let preload = script.filter(|_| round.preloads(node, conn.lagging()));
             if let Some(loaded) = preload {
                 conn.queue(&[b"SCRIPT", b"LOAD", loaded.source.as_bytes()]);

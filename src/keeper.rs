@@ -176,14 +176,23 @@ fn renew(inner: &Inner, due: &[Arc<Entry>]) {
 }
 
 fn renew_batch(inner: &Inner, reached: NodeSet, batch: &[Arc<Entry>]) {
-    // Claim each lease: after this, its holder's release waits for the round to end.
+    // Claim each lease: after this, its holder's release waits for the round to end. A lease
+    // whose cap has passed since it was found due (earlier rounds took time) is not renewed,
+    // and the round's commands go out before the earliest cap of the batch, or not at all.
     let now = Instant::now();
+    let mut not_after: Option<Instant> = None;
     let claimed: Vec<&Arc<Entry>> = batch
         .iter()
         .filter(|entry| {
             let mut state = lock(&entry.shared.state);
-            let free = !state.stopped && state.lost_at(now).is_none();
+            let capped = state.hold_until.is_some_and(|hold| now >= hold);
+            let free = !state.stopped && !capped && state.lost_at(now).is_none();
             state.renewing |= free;
+            if free {
+                if let Some(hold) = state.hold_until {
+                    not_after = Some(not_after.map_or(hold, |at| at.min(hold)));
+                }
+            }
             free
         })
         .collect();
@@ -200,9 +209,10 @@ fn renew_batch(inner: &Inner, reached: NodeSet, batch: &[Arc<Entry>]) {
         .collect();
     let nodes = &inner.nodes;
     let mut renewals = Renewals::new(&items, nodes.len());
-    let round = nodes
-        .call(None)
-        .round(&mut renewals, reached, Wait::AllHealthy);
+    let mut call = nodes.call(None);
+    call.not_after = not_after;
+    let round = call.round(&mut renewals, reached, Wait::AllHealthy);
+    drop(call);
     let now = Instant::now();
     let mut fire = Vec::new();
     for (index, entry) in claimed.iter().enumerate() {

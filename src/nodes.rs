@@ -164,6 +164,7 @@ impl Nodes {
             ticket,
             closing: false,
             barred: NodeSet::default(),
+            not_after: None,
             reloaded: NodeSet::default(),
             scratch,
         }
@@ -317,6 +318,9 @@ pub(crate) struct Call<'a> {
     /// Nodes that may not vote on this call's next lock-taking round (a fencing counter that
     /// cannot be trusted yet): they count as quarantined.
     pub(crate) barred: NodeSet,
+    /// No command of a round may be written at or after this instant (a lease's renewal must
+    /// not start after its cap): a node it would reach later gets nothing.
+    pub(crate) not_after: Option<Instant>,
     /// Nodes that had their one `SCRIPT LOAD` in this call.
     pub(crate) reloaded: NodeSet,
     pub(crate) scratch: Scratch,

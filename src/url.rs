@@ -334,13 +334,63 @@ impl fmt::Debug for NodeAddr {
     }
 }
 
-/// Lowercase for names; the one canonical spelling for IP literals (`[0::1]` is `::1`, and an
-/// IPv4-mapped `::ffff:127.0.0.1` is `127.0.0.1`), so one server is never counted twice.
+/// Lowercase for names (without a trailing dot: `example.com.` is `example.com`); the one
+/// canonical spelling for IP literals (`[0::1]` is `::1`, an IPv4-mapped `::ffff:127.0.0.1` is
+/// `127.0.0.1`, and every spelling the C library's `inet_aton` accepts for an IPv4 address,
+/// such as `127.1`, `0x7f.0.0.1`, `017700000001` or `2130706433`, is `127.0.0.1`), so one
+/// server is never counted twice.
 fn canonical_host(host: &str) -> String {
-    match host.parse::<IpAddr>() {
-        Ok(ip) => ip.to_canonical().to_string(),
-        Err(_) => host.to_ascii_lowercase(),
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.to_canonical().to_string();
     }
+    if let Some(ip) = inet_aton(host) {
+        return ip.to_string();
+    }
+    let name = host
+        .strip_suffix('.')
+        .filter(|n| !n.is_empty())
+        .unwrap_or(host);
+    name.to_ascii_lowercase()
+}
+
+/// The IPv4 address `text` stands for in the numbers-and-dots notation of `inet_aton(3)`: one
+/// to four parts, each decimal, octal (leading `0`) or hexadecimal (`0x`), the last one
+/// filling the remaining bytes. `None` when it is not such a spelling (a host name).
+fn inet_aton(text: &str) -> Option<std::net::Ipv4Addr> {
+    let parts: Vec<u64> = text
+        .split('.')
+        .map(|part| {
+            let (digits, radix) = match part.get(..2) {
+                Some("0x" | "0X") => (part.get(2..)?, 16),
+                _ if part.len() > 1 && part.starts_with('0') => (part.get(1..)?, 8),
+                _ => (part, 10),
+            };
+            if digits.is_empty() && radix != 16 {
+                return None;
+            }
+            if digits.is_empty() {
+                return Some(0);
+            }
+            if !digits.chars().all(|c| c.is_digit(radix)) {
+                return None;
+            }
+            u64::from_str_radix(digits, radix).ok()
+        })
+        .collect::<Option<_>>()?;
+    let (last, leading) = parts.split_last()?;
+    if leading.len() > 3 || leading.iter().any(|&byte| byte > 0xff) {
+        return None;
+    }
+    let room = 8 * (4 - leading.len() as u32);
+    if room < 64 && *last >= 1u64 << room {
+        return None;
+    }
+    let value = leading
+        .iter()
+        .fold(0u64, |acc, &byte| acc << 8 | byte)
+        .checked_shl(room)?
+        | last;
+    u32::try_from(value).ok().map(std::net::Ipv4Addr::from)
 }
 
 fn split_host_port(hostport: &str) -> Result<(&str, u16), UrlRule> {
@@ -454,14 +504,15 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
-/// The URL with everything before the last `@` (after the scheme, when there is one)
-/// replaced, then any fragment and every query value but `db`'s, so errors can quote it
-/// without leaking a password. In a `redis://` URL the path can only be a database number, so any `@` belongs
-/// to the credentials, even in a garbled URL; in a `unix://` URL an `@` in the path hides a
-/// little more than needed, never less.
+/// The URL as errors may quote it: everything before the last `@` (after the scheme, when
+/// there is one) replaced; without an `@`, whatever follows a `:` in the authority unless it
+/// is a port (`redis://:secret` and `redis://user:secret` are a password without its host);
+/// then any fragment and every query value but `db`'s. In a `redis://` URL the path can only
+/// be a database number, so any `@` belongs to the credentials, even in a garbled URL; in a
+/// `unix://` URL an `@` in the path hides a little more than needed, never less.
 pub(crate) fn redact(url: &str) -> String {
     let hidden = match url.rsplit_once('@') {
-        None => url.to_owned(),
+        None => hide_unmarked_password(url),
         Some((credentials, host)) => match credentials.split_once("://") {
             Some((scheme, _)) => format!("{scheme}://***@{host}"),
             None => format!("***@{host}"),
@@ -484,6 +535,38 @@ pub(crate) fn redact(url: &str) -> String {
         })
         .collect();
     format!("{before}?{}", pairs.join("&"))
+}
+
+/// In a URL without `@`: hides what follows the first `:` of the authority unless it is a
+/// port, since `user:password` there lost its `@host`.
+fn hide_unmarked_password(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let shown = match authority
+        .strip_prefix('[')
+        .and_then(|v6| v6.split_once(']'))
+    {
+        Some((_, after)) if after.is_empty() || is_port(after) => authority.to_owned(),
+        Some((address, _)) => format!("[{address}]:***"),
+        None => match authority.split_once(':') {
+            Some((host, port)) if !is_port(&format!(":{port}")) => format!("{host}:***"),
+            _ => authority.to_owned(),
+        },
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{shown}{tail}"),
+        None => format!("{shown}{tail}"),
+    }
+}
+
+/// `:` followed by digits only (or nothing).
+fn is_port(text: &str) -> bool {
+    text.strip_prefix(':')
+        .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -703,6 +786,61 @@ mod tests {
         assert_eq!(redact("redis://:se?cret@h"), "redis://***@h");
         assert_eq!(redact("redis://h:1/2"), "redis://h:1/2");
         assert_eq!(redact("unix:///s?db=1#secret"), "unix:///s?db=1#***");
+    }
+
+    #[test]
+    fn every_inet_aton_spelling_of_an_address_is_one_host() {
+        for spelling in [
+            "127.0.0.1",
+            "127.1",
+            "127.0.1",
+            "0x7f.0.0.1",
+            "0X7F.1",
+            "0177.0.0.1",
+            "017700000001",
+            "2130706433",
+            "0x7f000001",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:7f00:1]",
+        ] {
+            let url = format!("redis://{spelling}:7001");
+            assert_eq!(ok(&url).host(), "127.0.0.1", "{spelling}");
+        }
+        assert_eq!(
+            inet_aton("1.2.3.4"),
+            Some(std::net::Ipv4Addr::new(1, 2, 3, 4))
+        );
+        assert_eq!(inet_aton("0x"), Some(std::net::Ipv4Addr::new(0, 0, 0, 0)));
+        for name in [
+            "256.1.1.1",
+            "1.2.3.4.5",
+            "08.1",
+            "1.0x100.1",
+            "4294967296",
+            "a.b",
+            "",
+            "1..2",
+        ] {
+            assert_eq!(inet_aton(name), None, "{name}");
+        }
+        assert_eq!(ok("redis://Example.COM.:1").host(), "example.com");
+        assert!(ok("redis://127.1:5").same_server(&ok("redis://2130706433:5/3")));
+    }
+
+    #[test]
+    fn a_password_that_lost_its_host_is_hidden_too() {
+        for url in [
+            "redis://:hunter2",
+            "redis://user:hunter2",
+            "redis://:hunter2/0",
+            ":hunter2",
+            "redis://[::1]:hunter2",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("hunter2"), "{url} -> {shown}");
+        }
+        assert_eq!(redact("redis://h:6379/1"), "redis://h:6379/1");
+        assert_eq!(redact("redis://[::1]:7/1"), "redis://[::1]:7/1");
     }
 
     #[test]
