@@ -18,6 +18,7 @@ use crate::keeper::Keeper;
 use crate::listen::Listener;
 use crate::nodes::{Nodes, MAX_NODES};
 use crate::redlock::{Inner, Redlock};
+use crate::resolve::Resolver;
 use crate::resp::Limits;
 use crate::url::{redact, NodeAddr};
 
@@ -65,6 +66,7 @@ pub struct Builder {
     limits: Limits,
     fencing: bool,
     restart_quarantine: Duration,
+    resolver: Option<Resolver>,
     #[cfg(feature = "tls")]
     tls: crate::tls::TlsSettings,
 }
@@ -82,6 +84,7 @@ impl Default for Builder {
             limits: Limits::LOCK_CLIENT,
             fencing: false,
             restart_quarantine: Duration::ZERO,
+            resolver: None,
             #[cfg(feature = "tls")]
             tls: crate::tls::TlsSettings::default(),
         }
@@ -103,7 +106,15 @@ impl fmt::Debug for Builder {
             .field("connect_timeout", &self.connect_timeout)
             .field("reply_limits", &self.limits)
             .field("fencing", &self.fencing)
-            .field("restart_quarantine", &self.restart_quarantine);
+            .field("restart_quarantine", &self.restart_quarantine)
+            .field(
+                "resolver",
+                &if self.resolver.is_some() {
+                    "custom"
+                } else {
+                    "system"
+                },
+            );
         // Paths only: the files' contents are never read into the builder.
         #[cfg(feature = "tls")]
         debug.field("tls", &self.tls);
@@ -195,6 +206,23 @@ impl Builder {
         self
     }
 
+    /// Resolves host names with `resolver` instead of the system's `getaddrinfo` (service
+    /// discovery, a fixed table, a test). It is called on a thread of its own, at most once at a
+    /// time per node; a dial waits for it no longer than `connect_timeout`
+    /// ([`crate::NodeError::Timeout`] in [`crate::Phase::Resolve`] after that, backed off like a
+    /// connect timeout), and its answers are cached for 30 s (then refreshed in the background)
+    /// and its failures for 1 s. IP literals never reach it.
+    pub fn resolver(
+        mut self,
+        resolver: impl Fn(&str, u16) -> std::io::Result<Vec<std::net::SocketAddr>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.resolver = Some(Resolver(Arc::new(resolver)));
+        self
+    }
+
     /// Trusts only the CA certificates in this PEM file for `rediss://` nodes, instead of the
     /// bundled Mozilla root store (as `redis-cli --cacert` does). The file is read by
     /// [`Builder::build`]: a missing or malformed one is an [`Error::InvalidTlsFile`].
@@ -275,6 +303,7 @@ impl Builder {
             self.node_timeout,
             self.restart_quarantine,
             self.fencing,
+            self.resolver.clone(),
         );
         Ok(Redlock::from_inner(Arc::new(Inner {
             nodes,

@@ -24,7 +24,7 @@
 //!   handshake is known at connect time, not in the middle of a round.
 
 use std::io;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
 #[cfg(unix)]
@@ -113,18 +113,19 @@ impl Conn {
     /// neither) and checks the replies. All before `deadline`.
     pub fn connect(
         addr: &NodeAddr,
+        resolved: &[SocketAddr],
         deadline: Instant,
         bounds: ReplyBounds,
     ) -> Result<Conn, NodeError> {
         let (stream, round_trip) = match addr.transport() {
-            Transport::Tcp => (Stream::Tcp(connect_tcp(addr, deadline)?), false),
+            Transport::Tcp => (Stream::Tcp(connect_tcp(resolved, deadline)?), false),
             #[cfg(feature = "tls")]
             Transport::Tls(connector) => {
                 let connector = connector
                     .clone()
                     .or_else(crate::tls::Connector::default_shared)
                     .ok_or(NodeError::Tls(crate::error::TlsError::Other))?;
-                let tcp = connect_tcp(addr, deadline)?;
+                let tcp = connect_tcp(resolved, deadline)?;
                 let session =
                     crate::tls::TlsStream::connect(tcp, &connector, addr.host(), deadline)?;
                 (Stream::Tls(Box::new(session)), true)
@@ -429,9 +430,9 @@ impl Conn {
 
 /// A TCP connection to the first resolved address that accepts one before `deadline`, with
 /// `TCP_NODELAY` and keepalive set.
-fn connect_tcp(addr: &NodeAddr, deadline: Instant) -> Result<TcpStream, NodeError> {
+fn connect_tcp(resolved: &[SocketAddr], deadline: Instant) -> Result<TcpStream, NodeError> {
     let mut last = NodeError::Unresolvable;
-    for socket_addr in addr.resolve()? {
+    for &socket_addr in resolved {
         let budget = time_left(deadline, Phase::Connect)?;
         let socket = Socket::new(
             Domain::for_address(socket_addr),

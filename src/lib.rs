@@ -67,6 +67,7 @@ mod nodes;
 mod pool;
 mod quorum;
 mod redlock;
+mod resolve;
 pub mod resp;
 mod round;
 mod rules;

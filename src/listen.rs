@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::conn::{Conn, ReplyBounds};
 use crate::error::NodeError;
 use crate::nodes::Nodes;
+use crate::resolve::{Lookup, Resolver};
 use crate::resp::{encode_command, Limits, Reply};
 use crate::script::RELEASED_CHANNEL_PREFIX;
 use crate::sync::lock;
@@ -183,11 +184,16 @@ impl Listener {
         let bounds = ReplyBounds::new(PUSH_LIMITS);
         for (index, node) in nodes.iter().enumerate() {
             let shared = Arc::clone(&self.shared);
-            let addr = node.addr.clone();
-            let connect_timeout = nodes.connect_timeout();
+            let dial = Dial {
+                addr: node.addr.clone(),
+                lookup: Arc::clone(&node.lookup),
+                resolver: nodes.resolver().clone(),
+                connect_timeout: nodes.connect_timeout(),
+                bounds,
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("resplock-listen-{index}"))
-                .spawn(move || listen(&shared, &addr, connect_timeout, bounds));
+                .spawn(move || listen(&shared, &dial));
             debug_assert!(spawned.is_ok(), "could not start a listener thread");
         }
         *running = Some(pid);
@@ -275,8 +281,33 @@ enum Push {
     Bad,
 }
 
+/// What a listener thread needs to open its connection.
+struct Dial {
+    addr: NodeAddr,
+    lookup: Arc<Lookup>,
+    resolver: Resolver,
+    connect_timeout: Duration,
+    bounds: ReplyBounds,
+}
+
+impl Dial {
+    fn connect(&self, now: Instant) -> Result<Conn, NodeError> {
+        let deadline = now + self.connect_timeout;
+        let resolved = match self.addr.unix_path() {
+            Some(_) => Vec::new(),
+            None => self.lookup.addresses(
+                &self.resolver,
+                self.addr.host(),
+                self.addr.port(),
+                deadline,
+            )?,
+        };
+        Conn::connect(&self.addr, &resolved, deadline, self.bounds)
+    }
+}
+
 /// One node's listener thread.
-fn listen(shared: &Shared, addr: &NodeAddr, connect_timeout: Duration, bounds: ReplyBounds) {
+fn listen(shared: &Shared, dial: &Dial) {
     let mut conn: Option<Conn> = None;
     let mut subscribed: HashSet<Vec<u8>> = HashSet::new();
     let mut retry_at: Option<Instant> = None;
@@ -292,14 +323,15 @@ fn listen(shared: &Shared, addr: &NodeAddr, connect_timeout: Duration, bounds: R
             continue;
         }
         let Some(live) = conn.as_mut() else {
-            match Conn::connect(addr, now + connect_timeout, bounds) {
+            match dial.connect(now) {
                 Ok(fresh) => conn = Some(fresh),
                 Err(_) => retry_at = Some(Instant::now() + RECONNECT_BACKOFF),
             }
             subscribed.clear();
             continue;
         };
-        if update_subscriptions(live, &wanted, &mut subscribed, now + connect_timeout).is_err() {
+        let deadline = now + dial.connect_timeout;
+        if update_subscriptions(live, &wanted, &mut subscribed, deadline).is_err() {
             conn = None;
             retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
             continue;

@@ -15,7 +15,7 @@
 //!   idle connection.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, ReplyBounds};
@@ -24,6 +24,7 @@ use crate::health::Health;
 use crate::identity::{Change, Seen};
 use crate::pool::{Pool, Ticket};
 use crate::quorum::{self, NodeSet};
+use crate::resolve::{Lookup, Resolver};
 use crate::round::Round;
 use crate::script::{self, Script};
 use crate::sync::lock;
@@ -45,6 +46,8 @@ pub(crate) struct Node {
     pub addr: NodeAddr,
     pub health: Health,
     pub pool: Pool,
+    /// Its host name's addresses, looked up off the caller's thread.
+    pub lookup: Arc<Lookup>,
 }
 
 /// Scratch space for one call: a slot per node for the connections of the current round, and
@@ -73,6 +76,8 @@ pub(crate) struct Nodes {
     preload: &'static [Script],
     /// Serialises identity checks, so two names of one server are never both admitted.
     identities: Mutex<()>,
+    /// Turns host names into addresses (the system resolver unless configured).
+    resolver: Resolver,
 }
 
 impl Nodes {
@@ -83,6 +88,7 @@ impl Nodes {
         node_timeout: Duration,
         quarantine: Duration,
         fencing: bool,
+        resolver: Option<Resolver>,
     ) -> Self {
         Self {
             quorum: quorum::quorum(addrs.len()),
@@ -92,6 +98,7 @@ impl Nodes {
                     addr,
                     health: Health::default(),
                     pool: Pool::default(),
+                    lookup: Arc::default(),
                 })
                 .collect(),
             connect_timeout,
@@ -107,6 +114,7 @@ impl Nodes {
                 script::UNFENCED
             },
             identities: Mutex::new(()),
+            resolver: resolver.unwrap_or_default(),
         }
     }
 
@@ -124,6 +132,11 @@ impl Nodes {
 
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
+    }
+
+    /// How host names become addresses.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
     }
 
     pub fn everywhere(&self) -> NodeSet {
@@ -252,7 +265,18 @@ impl Nodes {
         if let Some(error) = target.health.backing_off(now) {
             return Err(error);
         }
-        match Conn::connect(&target.addr, now + self.connect_timeout, self.bounds) {
+        let deadline = now + self.connect_timeout;
+        let resolved = match target.addr.unix_path() {
+            Some(_) => Ok(Vec::new()),
+            None => target.lookup.addresses(
+                &self.resolver,
+                target.addr.host(),
+                target.addr.port(),
+                deadline,
+            ),
+        };
+        match resolved.and_then(|addrs| Conn::connect(&target.addr, &addrs, deadline, self.bounds))
+        {
             Ok(mut conn) => {
                 for loaded in self.preload {
                     conn.queue(&[b"SCRIPT", b"LOAD", loaded.source.as_bytes()]);

@@ -529,7 +529,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         addr.set_tls(&connector);
         let bounds = ReplyBounds::new(Limits::LOCK_CLIENT);
-        let mut conn = Conn::connect(&addr, Instant::now() + Duration::from_secs(5), bounds)
+        let resolved = [std::net::SocketAddr::from(([127, 0, 0, 1], port))];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut conn = Conn::connect(&addr, &resolved, deadline, bounds)
             .unwrap_or_else(|e| panic!("connect: {e}"));
         conn.send(PING, Instant::now() + Duration::from_secs(1))
             .unwrap_or_else(|e| panic!("send: {e}"));

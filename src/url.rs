@@ -12,12 +12,12 @@
 //! redis-rs). Error texts and `Debug` never show the password.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::Path;
 #[cfg(unix)]
 use std::path::PathBuf;
 
-use crate::error::{Error, NodeError, UrlRule};
+use crate::error::{Error, UrlRule};
 
 /// The default Redis port.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -289,22 +289,6 @@ impl NodeAddr {
             (None, None) => self.host == other.host && self.port == other.port,
             _ => false,
         }
-    }
-
-    /// Resolves to socket addresses. IP literals never touch the resolver; host names use the
-    /// system resolver, whose own timeouts apply.
-    pub(crate) fn resolve(&self) -> Result<Vec<SocketAddr>, NodeError> {
-        if let Ok(ip) = self.host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, self.port)]);
-        }
-        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|_| NodeError::Unresolvable)?
-            .collect();
-        if addrs.is_empty() {
-            return Err(NodeError::Unresolvable);
-        }
-        Ok(addrs)
     }
 }
 
