@@ -86,7 +86,8 @@ rules! {
         /// `restart_quarantine` is above [`crate::MAX_TTL`].
         RestartQuarantine => "restart_quarantine must be at most MAX_TTL",
         /// `reply_limits` under which a lock's own replies cannot be decoded.
-        ReplyLimitsTooSmall => "reply_limits too small: need bulk >= 4 KiB, lines >= 512 B, arrays >= 2 at depth >= 1",
+        ReplyLimitsTooSmall =>
+            "reply_limits too small: need bulk >= 4 KiB, lines >= 512 B, arrays >= 2, depth >= 1",
         /// `reply_limits` that let one reply grow a connection's buffer past 16 MiB.
         ReplyLimitsTooLarge => "reply_limits too large: bulk at most 16 MiB, lines at most 1 MiB",
         /// `tls_ca_file` was combined with the test-only opt-out of certificate verification:
@@ -146,7 +147,8 @@ rules! {
         UnixPathTooLong => "unix socket path too long",
         /// A query parameter other than `db`, `password`, `pass`, `username` or `user`, or one
         /// without `=`.
-        UnknownParameter => "unknown query parameter (unix:// takes db, password, pass, username, user)",
+        UnknownParameter =>
+            "unknown query parameter (unix:// takes db, password, pass, username, user)",
         /// The same query parameter twice, or a password (or user) both before `@` and in
         /// the query.
         RepeatedParameter => "query parameter given twice",
