@@ -54,7 +54,7 @@ pub(crate) struct Node {
 /// the round's command, encoded once for every node.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    pub slots: Vec<Option<Conn>>,
+    pub slots: Vec<Option<Box<Conn>>>,
     pub encoded: Vec<u8>,
 }
 
@@ -213,7 +213,7 @@ impl Nodes {
         node: usize,
         ticket: Option<Ticket>,
         round: &Round,
-    ) -> Result<Conn, NodeError> {
+    ) -> Result<Box<Conn>, NodeError> {
         let Some(target) = self.list.get(node) else {
             debug_assert!(false, "node {node} out of range");
             return Err(NodeError::Unresolvable);
@@ -260,7 +260,7 @@ impl Nodes {
     /// NOSCRIPT, as for a release queued behind a SET on a paused node. Then `INFO server`,
     /// whose reply is read before the first command's and tells who the node is
     /// ([`Nodes::identify`]). Nothing is waited for here: a slow node costs no extra round trip.
-    fn dial(&self, target: &Node) -> Result<Conn, NodeError> {
+    fn dial(&self, target: &Node) -> Result<Box<Conn>, NodeError> {
         let now = Instant::now();
         if let Some(error) = target.health.backing_off(now) {
             return Err(error);
@@ -283,7 +283,7 @@ impl Nodes {
                 }
                 conn.queue(&[b"INFO", b"server"]);
                 conn.expect_identity(u32::try_from(self.preload.len()).unwrap_or(u32::MAX));
-                Ok(conn)
+                Ok(Box::new(conn))
             }
             Err(error) => {
                 target.health.dial_failed(&error, Instant::now());

@@ -38,7 +38,8 @@ pub(crate) struct Ticket(pub u64);
 
 #[derive(Debug)]
 struct Idle {
-    conn: Conn,
+    /// Boxed: connections move between pools and rounds on every call.
+    conn: Box<Conn>,
     reserved: Option<Ticket>,
 }
 
@@ -52,7 +53,7 @@ impl Pool {
     /// A connection for `ticket`'s next command: the one reserved for it (then `.1` is true),
     /// else a free one, else one reserved for another lock that has answered everything it
     /// owed. `None` when there is none: the caller dials.
-    pub fn take(&self, ticket: Option<Ticket>) -> Option<(Conn, bool)> {
+    pub fn take(&self, ticket: Option<Ticket>) -> Option<(Box<Conn>, bool)> {
         let mut others: [Option<Idle>; DRAIN_TRIES] = Default::default();
         {
             let mut idle = lock(&self.idle);
@@ -85,7 +86,7 @@ impl Pool {
     }
 
     /// Returns a connection after a round, reserved for `ticket` while it owes replies.
-    pub fn give_back(&self, conn: Conn, ticket: Option<Ticket>) {
+    pub fn give_back(&self, conn: Box<Conn>, ticket: Option<Ticket>) {
         let reserved = ticket.filter(|_| conn.stale() > 0);
         self.put(Idle { conn, reserved });
         self.trim();

@@ -49,7 +49,13 @@ impl NodeSet {
 
     /// The members, in increasing order.
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_NODES).filter(move |&node| self.contains(node))
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let node = rest.trailing_zeros();
+            // Clears the lowest member.
+            rest &= rest.wrapping_sub(1);
+            (node < u64::BITS).then_some(node as usize)
+        })
     }
 }
 
@@ -108,6 +114,11 @@ mod tests {
         set.insert(3);
         set.insert(1);
         assert_eq!(set.iter().collect::<Vec<_>>(), [1, 3]);
+        set.insert(63);
+        set.remove(1);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [3, 63]);
+        assert_eq!(all.iter().count(), 64);
+        assert_eq!(all.iter().last(), Some(63));
     }
 
     #[test]

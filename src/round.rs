@@ -62,9 +62,10 @@ pub(crate) struct Setup {
     pub replies: u32,
 }
 
-/// One node's part in a round.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Vote {
+/// One node's part in a round. One byte: a round carries one per possible node, and the
+/// causes of failures (rare) are kept apart in [`Failed`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Mark {
     /// Not a target of this round.
     #[default]
     Untouched,
@@ -76,10 +77,44 @@ pub(crate) enum Vote {
     Yes,
     /// Held by another value, or not ours.
     No,
-    /// Did not vote, for this reason.
-    Failed(NodeError),
+    /// Did not vote; the cause is in the round's [`Failed`].
+    Failed,
     /// Sent, but the round was decided and the answer had not arrived when polled; it is
     /// skipped before the connection's next use. A failure only for slow nodes.
+    NotAwaited,
+}
+
+/// The cause of each failed vote, by node. Empty (and so not allocated) in a round where
+/// every node answered.
+#[derive(Clone, Debug, Default)]
+struct Failed(Vec<(usize, NodeError)>);
+
+impl Failed {
+    fn set(&mut self, node: usize, error: NodeError) {
+        match self.0.iter_mut().find(|(failed, _)| *failed == node) {
+            Some(slot) => slot.1 = error,
+            None => self.0.push((node, error)),
+        }
+    }
+
+    fn get(&self, node: usize) -> Option<&NodeError> {
+        self.0
+            .iter()
+            .find(|(failed, _)| *failed == node)
+            .map(|(_, error)| error)
+    }
+}
+
+/// One node's part in a round with its cause, as tests look at it.
+#[cfg(test)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Vote {
+    Untouched,
+    Pending,
+    Reloading,
+    Yes,
+    No,
+    Failed(NodeError),
     NotAwaited,
 }
 
@@ -130,13 +165,13 @@ struct Current {
 #[derive(Debug)]
 pub(crate) struct Round {
     setup: Setup,
-    /// Per node, the moving average of its reply latency in nanoseconds (0 before the first
-    /// sample), as the round started.
-    latency: [u64; MAX_NODES],
+    /// The nodes, fastest first by the latency averages the round started with.
+    by_speed: [u8; MAX_NODES],
     slow: NodeSet,
     /// Sent nodes whose connection still owes replies to earlier commands.
     owes: NodeSet,
-    votes: [Vote; MAX_NODES],
+    marks: [Mark; MAX_NODES],
+    failed: Failed,
     /// Nodes that had their one reload in this public call (carried across its rounds).
     reloaded: NodeSet,
     started: Option<Instant>,
@@ -161,17 +196,15 @@ impl Round {
     /// first sample) are `latency`; `reloaded` holds the nodes that already had their reload
     /// in this public call.
     pub fn new(setup: Setup, latency: &[u64], reloaded: NodeSet) -> Self {
-        let mut all = [0; MAX_NODES];
-        for (slot, average) in all.iter_mut().zip(latency) {
-            *slot = *average;
-        }
         debug_assert_eq!(latency.len(), setup.nodes, "one latency per node");
+        let by_speed = by_speed(latency);
         Self {
-            slow: slow_nodes(&all, setup.nodes, setup.quorum),
+            slow: slow_nodes(latency, &by_speed, setup.quorum),
+            by_speed,
             setup,
-            latency: all,
             owes: NodeSet::default(),
-            votes: std::array::from_fn(|_| Vote::Untouched),
+            marks: [Mark::Untouched; MAX_NODES],
+            failed: Failed::default(),
             reloaded,
             started: None,
             reload_deadline: None,
@@ -221,15 +254,15 @@ impl Round {
     /// The command (after a `SCRIPT LOAD` when `preloaded`) was written to `node`, whose
     /// connection `owes` replies to earlier commands or not.
     pub fn sent(&mut self, node: usize, preloaded: bool, owes: bool) {
-        let Some(vote) = self.votes.get_mut(node) else {
+        let Some(mark) = self.marks.get_mut(node) else {
             debug_assert!(false, "node {node} out of range");
             return;
         };
-        *vote = if preloaded {
+        *mark = if preloaded {
             self.reloaded.insert(node);
-            Vote::Reloading
+            Mark::Reloading
         } else {
-            Vote::Pending
+            Mark::Pending
         };
         self.sent.insert(node);
         if owes {
@@ -241,13 +274,14 @@ impl Round {
     /// `node` did not vote: it could not be prepared or written to, or a reload could not be
     /// sent.
     pub fn failed(&mut self, node: usize, error: NodeError) {
-        let Some(vote) = self.votes.get_mut(node) else {
+        let Some(mark) = self.marks.get_mut(node) else {
             debug_assert!(false, "node {node} out of range");
             return;
         };
-        // A `Reloading` vote here is a reload that `heard` asked for and could not be sent:
+        // A `Reloading` mark here is a reload that `heard` asked for and could not be sent:
         // it was never counted as awaited.
-        *vote = Vote::Failed(error);
+        *mark = Mark::Failed;
+        self.failed.set(node, error);
     }
 
     /// What to do next, at `now`.
@@ -271,7 +305,7 @@ impl Round {
             let undecided = !quorum::decided(self.yes, self.awaiting, self.setup.quorum);
             let slow = self.slow.contains(node);
             let awaited = undecided || (self.setup.wait == Wait::AllHealthy && !slow);
-            let reloading = matches!(self.votes.get(node), Some(Vote::Reloading));
+            let reloading = matches!(self.marks.get(node), Some(Mark::Reloading));
             let until = if awaited {
                 match self.reload_deadline {
                     Some(extended) if reloading => extended.max(deadline),
@@ -328,15 +362,15 @@ impl Round {
         };
         self.stalled |= waited >= STALL;
         let mut reload = None;
-        let vote = match answer {
-            Answer::Failed(NodeError::Timeout(_)) if !awaited => Vote::NotAwaited,
+        let mark = match answer {
+            Answer::Failed(NodeError::Timeout(_)) if !awaited => Mark::NotAwaited,
             Answer::Yes => {
                 self.yes += 1;
-                Vote::Yes
+                Mark::Yes
             }
             Answer::No => {
                 self.no += 1;
-                Vote::No
+                Mark::No
             }
             Answer::Failed(NodeError::Server(error))
                 if error.kind == ServerErrorKind::NoScript
@@ -348,19 +382,22 @@ impl Round {
                     .reload_deadline
                     .get_or_insert(now + self.setup.node_timeout);
                 reload = Some(until.max(started + self.setup.node_timeout));
-                Vote::Reloading
+                Mark::Reloading
             }
-            Answer::Failed(error) | Answer::Broken(error) => Vote::Failed(error),
+            Answer::Failed(error) | Answer::Broken(error) => {
+                self.failed.set(node, error);
+                Mark::Failed
+            }
         };
-        if let Some(slot) = self.votes.get_mut(node) {
-            *slot = vote;
+        if let Some(slot) = self.marks.get_mut(node) {
+            *slot = mark;
         }
         Heard { sample, reload }
     }
 
     /// The reload that [`Round::heard`] asked for went out: `node` is read again.
     pub fn reload_sent(&mut self, node: usize) {
-        debug_assert!(matches!(self.votes.get(node), Some(Vote::Reloading)));
+        debug_assert!(matches!(self.marks.get(node), Some(Mark::Reloading)));
         self.awaiting += 1;
         if let (Some(slot), Ok(node)) = (self.order.get_mut(self.order_len), u8::try_from(node)) {
             *slot = node;
@@ -370,18 +407,8 @@ impl Round {
 
     /// Ends the round at `now`.
     pub fn finish(self, now: Instant) -> Outcome {
-        let started = self.started.unwrap_or(now);
-        let replies = self.setup.replies;
-        let mut owed = [0u32; MAX_NODES];
-        for (slot, vote) in owed.iter_mut().zip(&self.votes) {
-            *slot = match vote {
-                Vote::Pending => replies,
-                Vote::Reloading => replies + 1,
-                _ => 0,
-            };
-        }
         Outcome {
-            started,
+            started: self.started.unwrap_or(now),
             finished: self.last_used.unwrap_or(now),
             yes: self.yes,
             no: self.no,
@@ -389,8 +416,9 @@ impl Round {
             reloaded: self.reloaded,
             nodes: self.setup.nodes,
             quorum: self.setup.quorum,
-            votes: self.votes,
-            unread: owed,
+            replies: self.setup.replies,
+            marks: self.marks,
+            failed: self.failed,
         }
     }
 
@@ -398,44 +426,55 @@ impl Round {
     fn order_reads(&mut self) {
         self.ordered = true;
         let mut len = 0;
-        for node in self.sent.iter() {
-            if let (Some(slot), Ok(node)) = (self.order.get_mut(len), u8::try_from(node)) {
-                *slot = node;
-                len += 1;
+        let ranked = self.by_speed.get(..self.setup.nodes).unwrap_or_default();
+        for owing in [false, true] {
+            for &node in ranked {
+                let index = usize::from(node);
+                if !self.sent.contains(index) || self.owes.contains(index) != owing {
+                    continue;
+                }
+                if let Some(slot) = self.order.get_mut(len) {
+                    *slot = node;
+                    len += 1;
+                }
             }
         }
         self.order_len = len;
-        let (latency, owes) = (&self.latency, self.owes);
-        if let Some(sent) = self.order.get_mut(..len) {
-            sent.sort_unstable_by_key(|&node| {
-                let node = usize::from(node);
-                (
-                    owes.contains(node),
-                    latency.get(node).copied().unwrap_or(u64::MAX),
-                )
-            });
-        }
     }
+}
+
+/// The nodes of `latency` (one average per node), fastest first; ties by position.
+fn by_speed(latency: &[u64]) -> [u8; MAX_NODES] {
+    let mut ranked = [0u8; MAX_NODES];
+    let n = latency.len().min(MAX_NODES);
+    for (slot, node) in ranked.iter_mut().zip(0u8..).take(n) {
+        *slot = node;
+    }
+    if let Some(active) = ranked.get_mut(..n) {
+        active.sort_unstable_by_key(|&node| {
+            let average = latency.get(usize::from(node)).copied();
+            (average.unwrap_or(u64::MAX), node)
+        });
+    }
+    ranked
 }
 
 /// Nodes much slower than the quorum: their average latency is above four times that of the
 /// quorum-th fastest node plus a millisecond. A node that timed out weighs in with the whole
 /// node timeout, so it turns slow as long as a quorum answers quickly.
-fn slow_nodes(latency: &[u64; MAX_NODES], nodes: usize, quorum: usize) -> NodeSet {
-    let n = nodes.min(MAX_NODES);
-    let mut sorted = *latency;
-    let Some(active) = sorted.get_mut(..n) else {
-        return NodeSet::default();
-    };
-    active.sort_unstable();
-    let Some(&reference) = active.get(quorum.saturating_sub(1)) else {
+fn slow_nodes(latency: &[u64], by_speed: &[u8; MAX_NODES], quorum: usize) -> NodeSet {
+    let reference = by_speed
+        .get(quorum.saturating_sub(1))
+        .filter(|_| quorum <= latency.len())
+        .and_then(|&node| latency.get(usize::from(node)));
+    let Some(&reference) = reference else {
         return NodeSet::default();
     };
     let threshold = reference
         .saturating_mul(SLOW_FACTOR)
         .saturating_add(SLOW_MARGIN_NANOS);
     let mut slow = NodeSet::default();
-    for (node, &average) in latency.iter().enumerate().take(n) {
+    for (node, &average) in latency.iter().enumerate().take(MAX_NODES) {
         if average > threshold {
             slow.insert(node);
         }
@@ -458,8 +497,10 @@ pub(crate) struct Outcome {
     pub reloaded: NodeSet,
     nodes: usize,
     quorum: usize,
-    votes: [Vote; MAX_NODES],
-    unread: [u32; MAX_NODES],
+    /// Replies that one sending of the command produces.
+    replies: u32,
+    marks: [Mark; MAX_NODES],
+    failed: Failed,
 }
 
 impl Outcome {
@@ -475,40 +516,56 @@ impl Outcome {
 
     /// True when `node` said yes.
     pub fn said_yes(&self, node: usize) -> bool {
-        matches!(self.votes.get(node), Some(Vote::Yes))
+        matches!(self.marks.get(node), Some(Mark::Yes))
     }
 
     /// `node`'s answer: `Some(true)` yes, `Some(false)` no, `None` for no vote.
     pub fn answer(&self, node: usize) -> Option<bool> {
-        match self.votes.get(node) {
-            Some(Vote::Yes) => Some(true),
-            Some(Vote::No) => Some(false),
+        match self.marks.get(node) {
+            Some(Mark::Yes) => Some(true),
+            Some(Mark::No) => Some(false),
             _ => None,
         }
     }
 
-    /// `node`'s vote (`Untouched` for a node out of range).
+    /// `node`'s vote with its cause (`Untouched` for a node out of range).
     #[cfg(test)]
-    pub fn vote(&self, node: usize) -> &Vote {
-        const UNTOUCHED: &Vote = &Vote::Untouched;
-        self.votes.get(node).unwrap_or(UNTOUCHED)
+    pub fn vote(&self, node: usize) -> Vote {
+        match self.marks.get(node).copied().unwrap_or_default() {
+            Mark::Untouched => Vote::Untouched,
+            Mark::Pending => Vote::Pending,
+            Mark::Reloading => Vote::Reloading,
+            Mark::Yes => Vote::Yes,
+            Mark::No => Vote::No,
+            Mark::NotAwaited => Vote::NotAwaited,
+            Mark::Failed => Vote::Failed(
+                self.failed
+                    .get(node)
+                    .cloned()
+                    .unwrap_or(NodeError::UnexpectedReply),
+            ),
+        }
     }
 
     /// Replies `node` still owes for this round: the driver skips them before reusing its
     /// connection.
     pub fn unread(&self, node: usize) -> u32 {
-        self.unread.get(node).copied().unwrap_or(0)
+        match self.marks.get(node) {
+            Some(Mark::Pending) => self.replies,
+            Some(Mark::Reloading) => self.replies + 1,
+            _ => 0,
+        }
     }
 
     /// Nodes sent to whose answer is unknown: failed, not awaited, or not read.
     pub fn unheard(&self) -> usize {
-        self.votes
+        self.marks
             .iter()
             .take(self.nodes)
-            .filter(|vote| {
+            .filter(|mark| {
                 matches!(
-                    vote,
-                    Vote::Failed(_) | Vote::NotAwaited | Vote::Pending | Vote::Reloading
+                    mark,
+                    Mark::Failed | Mark::NotAwaited | Mark::Pending | Mark::Reloading
                 )
             })
             .count()
@@ -518,10 +575,14 @@ impl Outcome {
     /// the round was decided are not failures; slow nodes that were only polled are.
     pub fn failures(&self, addr: impl Fn(usize) -> String) -> Vec<NodeFailure> {
         let mut out = Vec::new();
-        for (node, vote) in self.votes.iter().enumerate().take(self.nodes) {
-            let error = match vote {
-                Vote::Failed(error) => error.clone(),
-                Vote::NotAwaited => NodeError::NotAwaited,
+        for (node, mark) in self.marks.iter().enumerate().take(self.nodes) {
+            let error = match mark {
+                Mark::Failed => self
+                    .failed
+                    .get(node)
+                    .cloned()
+                    .unwrap_or(NodeError::UnexpectedReply),
+                Mark::NotAwaited => NodeError::NotAwaited,
                 _ => continue,
             };
             out.push(NodeFailure {

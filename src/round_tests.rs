@@ -72,7 +72,7 @@ fn reads_fastest_first_and_stops_at_a_quorum() {
         "the last answer used, not the end"
     );
     assert_eq!(outcome.elapsed(), us(200));
-    assert_eq!(outcome.vote(0), &Vote::Pending);
+    assert_eq!(outcome.vote(0), Vote::Pending);
     assert_eq!((outcome.unread(0), outcome.unread(1)), (1, 0));
     assert!(
         outcome.failures(|_| String::new()).is_empty(),
@@ -135,7 +135,7 @@ fn a_slow_node_is_only_polled_once_decided_and_then_not_awaited() {
     let heard = round.heard(Answer::Failed(NodeError::Timeout(Phase::Read)), now, now);
     assert_eq!(heard.sample, None, "a poll that found nothing says nothing");
     let outcome = round.finish(now);
-    assert_eq!(outcome.vote(3), &Vote::NotAwaited);
+    assert_eq!(outcome.vote(3), Vote::NotAwaited);
     let failures = outcome.failures(|n| format!("n{n}"));
     assert_eq!(failures.len(), 1);
     assert_eq!(
@@ -167,7 +167,7 @@ fn a_slow_node_is_awaited_while_the_round_is_undecided() {
     let outcome = round.finish(t0 + TIMEOUT);
     assert_eq!(
         outcome.vote(1),
-        &Vote::Failed(NodeError::Timeout(Phase::Read))
+        Vote::Failed(NodeError::Timeout(Phase::Read))
     );
     assert_eq!(outcome.unheard(), 1);
 }
@@ -227,7 +227,7 @@ fn a_second_noscript_in_one_call_is_a_failure() {
     assert_eq!(round.next(t0 + us(100)), Step::Done);
     let outcome = round.finish(t0 + us(100));
     let noscript = |e: &ServerError| e.kind == ServerErrorKind::NoScript;
-    assert!(matches!(outcome.vote(0), Vote::Failed(NodeError::Server(e)) if noscript(e)));
+    assert!(matches!(outcome.vote(0), Vote::Failed(NodeError::Server(e)) if noscript(&e)));
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn a_reload_that_cannot_be_sent_is_a_failure() {
     round.failed(0, NodeError::Closed);
     assert_eq!(round.next(t0 + us(100)), Step::Done);
     let outcome = round.finish(t0 + us(100));
-    assert_eq!(outcome.vote(0), &Vote::Failed(NodeError::Closed));
+    assert_eq!(outcome.vote(0), Vote::Failed(NodeError::Closed));
     assert_eq!(outcome.unread(0), 0);
 }
 
@@ -272,7 +272,7 @@ fn slow_or_lagging_nodes_carry_their_own_script_load() {
         t0 + us(50),
     );
     let outcome = round.finish(t0 + us(50));
-    assert_eq!(outcome.vote(2), &Vote::NotAwaited);
+    assert_eq!(outcome.vote(2), Vote::NotAwaited);
     assert!(outcome.reloaded.contains(2));
     // Nothing read of node 2: both the SCRIPT LOAD reply and the command's are skipped later.
     let unread = Round::new(setup(1, Wait::UntilDecided), &[0], NodeSet::default());
@@ -342,7 +342,7 @@ fn every_vote_kind_is_reported() {
     // 1 yes and 4 pending can no longer make 6: nodes 6..=9 are left unread.
     assert_eq!(round.next(t0 + us(10)), Step::Done);
     let outcome = round.finish(t0 + us(10));
-    let votes: Vec<Vote> = (0..7).map(|n| outcome.vote(n).clone()).collect();
+    let votes: Vec<Vote> = (0..7).map(|n| outcome.vote(n)).collect();
     assert_eq!(
         votes,
         [
@@ -362,7 +362,7 @@ fn every_vote_kind_is_reported() {
         .collect();
     assert_eq!(failed, [1, 4, 5]);
     assert_eq!(outcome.unheard(), 7);
-    assert_eq!(outcome.vote(99), &Vote::Untouched);
+    assert_eq!(outcome.vote(99), Vote::Untouched);
 }
 
 #[test]

@@ -56,6 +56,9 @@ struct Shared {
     latency_down_ns: AtomicU64,
     blackhole: AtomicBool,
     partitioned: AtomicBool,
+    /// Times the accept loop found its backlog empty: healing waits for one more, so a
+    /// connection made during a partition is reset, never served once it ends.
+    backlog_drained: AtomicU64,
     shutdown: AtomicBool,
     accepted: AtomicU64,
     bytes_up: AtomicU64,
@@ -182,6 +185,7 @@ impl FaultProxy {
             latency_down_ns: AtomicU64::new(0),
             blackhole: AtomicBool::new(false),
             partitioned: AtomicBool::new(false),
+            backlog_drained: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             accepted: AtomicU64::new(0),
             bytes_up: AtomicU64::new(0),
@@ -262,10 +266,22 @@ impl FaultProxy {
     /// Cuts the target off (`true`: reset current connections and every new one) or heals
     /// (`false`).
     pub fn partition(&self, on: bool) {
-        self.shared.partitioned.store(on, Ordering::SeqCst);
         if on {
+            self.shared.partitioned.store(true, Ordering::SeqCst);
             self.shared.reset_all();
+            return;
         }
+        // Connections made during the partition may still wait in the listen backlog, with
+        // commands in them: let the accept loop reset them all before healing.
+        let seen = self.shared.backlog_drained.load(Ordering::SeqCst);
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while self.shared.backlog_drained.load(Ordering::SeqCst) < seen + 2
+            && Instant::now() < give_up
+            && self.shared.partitioned.load(Ordering::SeqCst)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.shared.partitioned.store(false, Ordering::SeqCst);
     }
 
     /// Clears every fault: no latency, no black hole, no partition.
@@ -342,7 +358,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                 let s = Arc::clone(shared);
                 shared.spawn(move || serve(&s, client));
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => {
+                shared.backlog_drained.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
         if last_prune.elapsed() > Duration::from_millis(200) {
             last_prune = Instant::now();
