@@ -1,102 +1,25 @@
 //! The hot path allocates nothing: after a warm-up, `lock` + `release` (and `lock` + `extend`
 //! + `release`) on three healthy real nodes make exactly zero heap allocations.
 //!
-//! This binary installs a counting global allocator. Only allocations made on a thread that
-//! switched counting on are counted, in a per-thread counter, so the test harness and tests
-//! on other threads add no noise. Set `ALLOC_BACKTRACE=1` to print a backtrace of each of the
-//! first few counted allocations (for finding where one comes from).
+//! This binary installs the counting global allocator of `support/alloc_counter.rs`. Only
+//! allocations made on a thread that switched counting on are counted, in a per-thread
+//! counter, so the test harness and tests on other threads add no noise. Set
+//! `ALLOC_BACKTRACE=1` to print a backtrace of each of the first few counted allocations (for
+//! finding where one comes from).
 //!
 //! Also prints the mean lock + release latency on 1, 3 and 5 local nodes (informational; run
 //! with `--nocapture`).
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::backtrace::Backtrace;
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use alloc_counter::{allocations_in, Counted};
 use resplock::Redlock;
 use support::Cluster;
 
-struct Counting;
-
-thread_local! {
-    // Const-initialised and without destructors: using them never allocates.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<usize> = const { Cell::new(0) };
-    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Print a backtrace for each of the first `TRACE_LIMIT` counted allocations.
-static TRACE: AtomicBool = AtomicBool::new(false);
-const TRACE_LIMIT: usize = 8;
-
-fn note_allocation(size: usize) {
-    if !COUNTING.try_with(Cell::get).unwrap_or(false) {
-        return;
-    }
-    let n = COUNT.with(|c| {
-        c.set(c.get() + 1);
-        c.get()
-    });
-    if TRACE.load(Ordering::Relaxed) && n <= TRACE_LIMIT && !IN_HOOK.with(Cell::get) {
-        // Capturing and printing allocate: switch counting and tracing off meanwhile.
-        IN_HOOK.with(|h| h.set(true));
-        COUNTING.with(|c| c.set(false));
-        eprintln!(
-            "counted allocation #{n} ({size} bytes):\n{}",
-            Backtrace::force_capture()
-        );
-        COUNTING.with(|c| c.set(true));
-        IN_HOOK.with(|h| h.set(false));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; counting has no effect on memory.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation(layout.size());
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation(layout.size());
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation(new_size);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` with counting on for this thread; returns its result and the allocations
-/// (reallocations included) it made on this thread. With `ALLOC_BACKTRACE=1`, a measurement
-/// that expects none prints where the first few come from.
-fn allocations_in<T>(expect_none: bool, f: impl FnOnce() -> T) -> (T, usize) {
-    TRACE.store(
-        expect_none && std::env::var_os("ALLOC_BACKTRACE").is_some_and(|v| v == "1"),
-        Ordering::Relaxed,
-    );
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|c| c.set(true));
-    let out = f();
-    COUNTING.with(|c| c.set(false));
-    (out, COUNT.with(Cell::get))
-}
+#[path = "support/alloc_counter.rs"]
+mod alloc_counter;
 
 const TTL: Duration = Duration::from_secs(10);
 
@@ -132,12 +55,13 @@ fn lock_extend_release(dlm: &Redlock) {
 
 #[test]
 fn the_counter_sees_allocations_on_this_thread_only() {
-    let (v, n) = allocations_in(false, || vec![1u8; 100]);
+    let (v, Counted { count: n, bytes }) = allocations_in(|| vec![1u8; 100]);
     assert_eq!(v.len(), 100);
     assert!(n >= 1, "a Vec allocation was not counted");
+    assert!(bytes >= 100, "{bytes} bytes counted for a 100-byte Vec");
     // A thread that allocates 1000 times adds (almost) nothing to the count of the thread
     // that spawned it: spawning itself allocates a little, the child's Vecs are not counted.
-    let (total, n) = allocations_in(false, || {
+    let (total, Counted { count: n, .. }) = allocations_in(|| {
         std::thread::spawn(|| (0..1000).map(|i| vec![1u8; 100 + i].len()).sum::<usize>())
             .join()
             .unwrap_or_else(|_| panic!("thread panicked"))
@@ -154,15 +78,20 @@ fn lock_then_release_on_three_nodes_allocates_nothing_after_warm_up() {
     let cluster = Cluster::start(3);
     let dlm = manager(&cluster);
     // Control: the first round opens connections and does allocate, on this thread.
-    let ((), first) = allocations_in(false, || lock_release(&dlm));
+    let ((), first) = allocations_in(|| lock_release(&dlm));
     assert!(
-        first > 0,
+        first.count > 0,
         "the counter missed the first round's allocations"
     );
     for _ in 1..WARM_UP {
         lock_release(&dlm);
     }
-    let ((), allocations) = allocations_in(true, || {
+    let (
+        (),
+        Counted {
+            count: allocations, ..
+        },
+    ) = allocations_in(|| {
         for _ in 0..MEASURED {
             lock_release(&dlm);
         }
@@ -182,15 +111,20 @@ fn lock_extend_release_on_three_nodes_allocates_nothing_after_warm_up() {
     let cluster = Cluster::start(3);
     let dlm = manager(&cluster);
     // Control: the first round opens connections and does allocate, on this thread.
-    let ((), first) = allocations_in(false, || lock_extend_release(&dlm));
+    let ((), first) = allocations_in(|| lock_extend_release(&dlm));
     assert!(
-        first > 0,
+        first.count > 0,
         "the counter missed the first round's allocations"
     );
     for _ in 1..WARM_UP {
         lock_extend_release(&dlm);
     }
-    let ((), allocations) = allocations_in(true, || {
+    let (
+        (),
+        Counted {
+            count: allocations, ..
+        },
+    ) = allocations_in(|| {
         for _ in 0..MEASURED {
             lock_extend_release(&dlm);
         }
