@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use resplock::resp::{decode, encode_command, Limits, Reply, Status};
 use resplock::script::{FENCED_ACQUIRE_SHA1, FENCE_CONFIRM_SHA1, RELEASE_SHA1};
 use resplock::Redlock;
-use support::Cluster;
+use support::{measure, Cluster};
 
 const TTL: Duration = Duration::from_secs(30);
 const BLOCK: usize = 100;
@@ -38,14 +38,7 @@ impl Floor {
         let conns = cluster
             .nodes()
             .iter()
-            .map(|node| {
-                let stream = TcpStream::connect(node.addr()).unwrap_or_else(|e| panic!("{e}"));
-                stream.set_nodelay(true).unwrap_or_else(|e| panic!("{e}"));
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(2)))
-                    .unwrap_or_else(|e| panic!("{e}"));
-                stream
-            })
+            .map(|node| measure::plain_stream(node.addr(), Duration::from_secs(2)))
             .collect();
         Self {
             conns,
@@ -128,19 +121,11 @@ fn lock_release(dlm: &Redlock, key: &str, fenced: bool) {
     assert_eq!(guard.release(), Ok(true));
 }
 
-fn p(sorted: &[Duration], q: f64) -> Duration {
-    let at = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted.get(at).copied().unwrap_or_default()
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let iters: usize = std::env::var("RESPLOCK_BENCH_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+    let iters = measure::env_count("RESPLOCK_BENCH_ITERS", 3000);
     println!("## Fencing: lock + release, p50 / p99 (interleaved blocks of {BLOCK})");
     println!(
         "| nodes | unfenced | fenced | floor (3 round trips) | fenced / unfenced | fenced / floor |"
@@ -181,17 +166,18 @@ fn main() {
         for list in &mut samples {
             list.sort_unstable();
         }
-        let [plain_s, fenced_s, floor_s] = &samples;
+        let [p50, p99] = [0.5, 0.99].map(|q| samples.each_ref().map(|s| measure::percentile(s, q)));
+        let [plain, fenced, floor] = p50;
         println!(
             "| {nodes} | {:?} / {:?} | {:?} / {:?} | {:?} / {:?} | {:.2}x | {:.2}x |",
-            p(plain_s, 0.5),
-            p(plain_s, 0.99),
-            p(fenced_s, 0.5),
-            p(fenced_s, 0.99),
-            p(floor_s, 0.5),
-            p(floor_s, 0.99),
-            p(fenced_s, 0.5).as_secs_f64() / p(plain_s, 0.5).as_secs_f64(),
-            p(fenced_s, 0.5).as_secs_f64() / p(floor_s, 0.5).as_secs_f64(),
+            plain,
+            p99[0],
+            fenced,
+            p99[1],
+            floor,
+            p99[2],
+            fenced.as_secs_f64() / plain.as_secs_f64(),
+            fenced.as_secs_f64() / floor.as_secs_f64(),
         );
     }
 }

@@ -24,19 +24,12 @@ use std::time::{Duration, Instant};
 
 use resplock::script::INSPECT_SHA1;
 use resplock::{KeepAlive, Redlock};
-use support::Cluster;
+use support::{measure, Cluster};
 
 const LEASES: usize = 1000;
 const LEASE_TTL: Duration = Duration::from_secs(10);
 const INSPECT_ITERS: usize = 4000;
 const BLOCK: usize = 200;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
 
 /// CPU time of this process so far, summed over its threads (nanoseconds).
 fn cpu_ns() -> u64 {
@@ -165,14 +158,7 @@ impl Floor {
         let conns = cluster
             .nodes()
             .iter()
-            .map(|node| {
-                let stream = TcpStream::connect(node.addr()).unwrap_or_else(|e| panic!("{e}"));
-                stream.set_nodelay(true).unwrap_or_else(|e| panic!("{e}"));
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(2)))
-                    .unwrap_or_else(|e| panic!("{e}"));
-                stream
-            })
+            .map(|node| measure::plain_stream(node.addr(), Duration::from_secs(2)))
             .collect();
         let mut command = Vec::new();
         resplock::resp::encode_command(
@@ -216,11 +202,6 @@ impl Floor {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(at).copied().unwrap_or_default()
-}
-
 fn inspect(nodes: usize) -> (Duration, Duration, Duration, Duration) {
     let cluster = Cluster::start(nodes);
     let dlm = Redlock::builder()
@@ -262,10 +243,10 @@ fn inspect(nodes: usize) -> (Duration, Duration, Duration, Duration) {
     ours.sort_unstable();
     base.sort_unstable();
     (
-        percentile(&ours, 0.5),
-        percentile(&ours, 0.99),
-        percentile(&base, 0.5),
-        percentile(&base, 0.99),
+        measure::percentile(&ours, 0.5),
+        measure::percentile(&ours, 0.99),
+        measure::percentile(&base, 0.5),
+        measure::percentile(&base, 0.99),
     )
 }
 
@@ -273,7 +254,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let secs = env_u64("RESPLOCK_BENCH_SECS", 12);
+    let secs = measure::env_knob("RESPLOCK_BENCH_SECS", 12);
     keep_alive(secs);
     println!("## Inspect vs the floor (write all, read all), p50 and p99");
     println!("| nodes | inspect p50 | floor p50 | ratio p50 | inspect p99 | floor p99 |");

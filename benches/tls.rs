@@ -19,24 +19,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use resplock::Redlock;
+use support::measure;
 use support::tls::{Pki, TlsNode, TlsOptions};
 use support::{unique_temp_dir, RedisOptions};
 
 const TTL: Duration = Duration::from_secs(30);
 const WARM_UP: usize = 500;
 const FIRST_LOCKS: usize = 30;
-
-fn env(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&v| v > 0)
-            .unwrap_or_else(|| panic!("{name}={text:?} is not a positive integer")),
-        Err(_) => default,
-    }
-}
 
 struct Variant {
     name: &'static str,
@@ -77,8 +66,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let iters = env("RESPLOCK_BENCH_ITERS", 5000);
-    let block = env("RESPLOCK_BENCH_BLOCK", 250).min(iters);
+    let iters = measure::env_count("RESPLOCK_BENCH_ITERS", 5000);
+    let block = measure::env_count("RESPLOCK_BENCH_BLOCK", 250).min(iters);
     let blocks = iters.div_ceil(block);
     let pki = Pki::generate();
     let socket_dir = unique_temp_dir("bench-unix");

@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{
-    find_redis_server, Action, Cluster, FakeServer, FaultProxy, NeverAccepts, Raw, RawReply,
-    RedisNode, RedisOptions,
+    find_redis_server, measure, Action, Cluster, FakeServer, FaultProxy, NeverAccepts, Raw,
+    RawReply, RedisNode, RedisOptions,
 };
 
 fn is_timeout(e: &std::io::Error) -> bool {
@@ -527,4 +527,26 @@ fn fake_server_silent_records_everything() {
         .unwrap();
     let mut buf = [0u8; 8];
     assert!(is_timeout(&s.read(&mut buf).unwrap_err()));
+}
+
+#[test]
+fn monotonic_readings_agree_with_instant_arithmetic() {
+    let a = Instant::now();
+    std::thread::sleep(Duration::from_millis(1));
+    let b = Instant::now();
+    let readings = measure::monotonic_ns(a).zip(measure::monotonic_ns(b));
+    if cfg!(target_os = "linux") {
+        let (x, y) = readings.unwrap_or_else(|| panic!("no CLOCK_MONOTONIC reading of {a:?}"));
+        assert_eq!(u128::from(y - x), (b - a).as_nanos());
+    } else {
+        assert_eq!(readings, None);
+    }
+}
+
+#[test]
+fn percentiles_are_nearest_rank() {
+    let ms: Vec<Duration> = (1..=5).map(Duration::from_millis).collect();
+    assert_eq!(measure::percentile(&ms, 0.5), Duration::from_millis(3));
+    assert_eq!(measure::percentile(&ms, 1.0), Duration::from_millis(5));
+    assert_eq!(measure::percentile(&[], 0.5), Duration::ZERO);
 }

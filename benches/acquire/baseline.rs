@@ -71,7 +71,10 @@ struct Unread {
 impl Baseline {
     /// Connects to `addrs` and loads the release script on each (checking its digest).
     pub fn connect(addrs: &[SocketAddr], key: &str, tag: &[u8; 16], order: Order) -> Self {
-        let mut conns: Vec<TcpStream> = addrs.iter().map(open).collect();
+        let mut conns: Vec<TcpStream> = addrs
+            .iter()
+            .map(|&addr| crate::support::measure::plain_stream(addr, TIMEOUT))
+            .collect();
         for conn in &mut conns {
             load_script(conn);
         }
@@ -113,7 +116,7 @@ impl Baseline {
             Order::AllFirst,
             "baseline: an unread node needs Order::AllFirst"
         );
-        let mut conn = open(&addr);
+        let mut conn = crate::support::measure::plain_stream(addr, TIMEOUT);
         load_script(&mut conn);
         conn.set_nonblocking(true).expect("baseline: nonblocking");
         self.unread = Some(Unread {
@@ -235,20 +238,6 @@ impl Unread {
             self.drained += 1;
         }
     }
-}
-
-/// A connection with `TCP_NODELAY` and timeouts that only bound a bug.
-fn open(addr: &SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(addr, TIMEOUT)
-        .unwrap_or_else(|e| panic!("baseline: connect {addr}: {e}"));
-    stream.set_nodelay(true).expect("baseline: TCP_NODELAY");
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("baseline: read timeout");
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .expect("baseline: write timeout");
-    stream
 }
 
 /// `SCRIPT LOAD` of the release script, checking the digest the node returns.

@@ -86,17 +86,7 @@ struct Config {
 
 impl Config {
     fn from_env() -> Self {
-        let get = |name: &str, default: u64| -> u64 {
-            match std::env::var(name) {
-                Ok(text) => text
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|&v| v > 0)
-                    .unwrap_or_else(|| panic!("{name}={text:?} is not a positive integer")),
-                Err(_) => default,
-            }
-        };
+        let get = support::measure::env_knob;
         let iters = usize::try_from(get("RESPLOCK_BENCH_ITERS", 10_000)).unwrap_or(usize::MAX);
         let block = usize::try_from(get("RESPLOCK_BENCH_BLOCK", 250)).unwrap_or(usize::MAX);
         Self {

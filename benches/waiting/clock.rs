@@ -1,35 +1,18 @@
 //! Time that two processes can compare: `CLOCK_MONOTONIC` in nanoseconds.
 //!
 //! On Linux `Instant` is `CLOCK_MONOTONIC`, whose origin is the same for every process of the
-//! machine, and its `Debug` output shows the raw `timespec` (`tv_sec`, `tv_nsec`). The idea is
-//! the chaos test's (`tests/chaos/model.rs`): read that once, check it against `Instant`
-//! arithmetic, then convert by offset.
+//! machine, and its `Debug` output shows the raw `timespec` (`tv_sec`, `tv_nsec`): read that
+//! once (`support::measure::monotonic_ns`), check it against `Instant` arithmetic, then convert
+//! by offset.
 
 use std::time::{Duration, Instant};
 
 /// `CLOCK_MONOTONIC` in nanoseconds, as `i64` so that differences can be negative.
 pub type Ns = i64;
 
-/// The `CLOCK_MONOTONIC` reading inside `instant`, from its `Debug` output.
+/// The `CLOCK_MONOTONIC` reading inside `instant`.
 fn instant_ns(instant: Instant) -> Option<Ns> {
-    if !cfg!(target_os = "linux") {
-        return None;
-    }
-    let text = format!("{instant:?}");
-    let secs = number_after(&text, "tv_sec: ")?;
-    let nanos = number_after(&text, "tv_nsec: ")?;
-    if nanos >= 1_000_000_000 {
-        return None;
-    }
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
-}
-
-fn number_after(text: &str, label: &str) -> Option<i64> {
-    let rest = text.get(text.find(label)? + label.len()..)?;
-    let digits = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest.get(..digits)?.parse().ok()
+    crate::support::measure::monotonic_ns(instant).and_then(|ns| Ns::try_from(ns).ok())
 }
 
 fn nanos(d: Duration) -> Ns {

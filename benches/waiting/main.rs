@@ -85,17 +85,7 @@ pub struct Config {
 
 impl Config {
     fn from_env() -> Self {
-        let get = |name: &str, default: u64| -> u64 {
-            match std::env::var(name) {
-                Ok(text) => text
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|&v| v > 0)
-                    .unwrap_or_else(|| panic!("{name}={text:?} is not a positive integer")),
-                Err(_) => default,
-            }
-        };
+        let get = support::measure::env_knob;
         Self {
             iters: usize::try_from(get("RESPLOCK_BENCH_ITERS", 500)).unwrap_or(usize::MAX),
             crash_runs: usize::try_from(get("RESPLOCK_BENCH_RUNS", 30)).unwrap_or(usize::MAX),

@@ -15,6 +15,8 @@
 //!   for connect timeouts.
 //! - [`errors`]: assertions on the crate's `NotAcquired` errors.
 //! - [`tls`]: a throwaway PKI (rcgen) and `redis-server` nodes with a TLS port.
+//! - [`measure`]: for benchmarks and timelines: environment knobs, plain sockets for floors,
+//!   percentiles, machine-wide monotonic readings.
 //!
 //! Depends only on std, `resplock::resp` (the codec) and `socket2` (already a dependency of the
 //! crate; used for `SO_LINGER` 0 resets and a listen backlog of 0), plus `rcgen` (a
@@ -23,6 +25,7 @@
 
 pub mod errors;
 pub mod fake;
+pub mod measure;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
