@@ -145,6 +145,11 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
         self.armed = false;
     }
 
+    /// True in a process forked from the one that took the lock.
+    pub(crate) fn forked(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
     /// Releases now, whatever happens to the guard later (a lease's release).
     pub(crate) fn release_in_place(&mut self) -> Result<bool, Error> {
         self.armed = false;

@@ -235,6 +235,11 @@ impl<R: AsRef<[u8]>> Lease<R> {
 
     /// Stops renewal: afterwards the worker sends nothing more for this lease.
     fn stop(&self) {
+        if self.guard.forked() {
+            // A forked child's copy: the worker is a thread of the parent, which keeps renewing
+            // the parent's lease. Nothing here would ever clear `renewing`.
+            return;
+        }
         let mut state = lock(&self.shared.state);
         state.stopped = true;
         while state.renewing {

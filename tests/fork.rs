@@ -9,10 +9,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use resplock::{Error, NodeError, Redlock};
-use support::{Cluster, Raw};
+use resplock::{Error, KeepAlive, Lease, NodeError, Redlock};
+use support::{Cluster, FaultProxy, Raw};
 
 const ROUNDS: usize = 300;
 const TTL: Duration = Duration::from_secs(2);
@@ -121,4 +121,76 @@ fn parent_and_child_never_share_a_connection_after_fork() {
     }
     assert!(before.extend(Duration::from_secs(30)).is_ok());
     assert_eq!(before.release(), Ok(true));
+}
+
+/// A child forked while the parent's keep-alive worker is in the middle of a renewal inherits
+/// a lease marked "renewing" and no worker to clear the mark: dropping it must not wait for
+/// one. Renewals are slowed (40 ms each way through a proxy) and follow each other without a
+/// pause, so the worker is renewing during nearly every fork.
+#[test]
+fn a_child_drops_an_inherited_lease_without_waiting_for_the_parents_worker() {
+    let cluster = Cluster::start(3);
+    let proxies: Vec<FaultProxy> = cluster.nodes().iter().map(FaultProxy::for_node).collect();
+    let urls: Vec<String> = proxies.iter().map(FaultProxy::url).collect();
+    let dlm = Redlock::builder()
+        .nodes(&urls)
+        .node_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lease = dlm
+        .lock("fork:lease", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .keep_alive(KeepAlive::default().every(Duration::from_millis(10)));
+    for proxy in &proxies {
+        proxy.set_latency(Duration::from_millis(40));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for fork in 0..5 {
+        // SAFETY: the child only drops its copy of the lease, then leaves with `exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            drop_and_exit(lease);
+        }
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let mut status = 0;
+        let exited = loop {
+            // SAFETY: polls our own child by its PID.
+            match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+                0 if Instant::now() < give_up => std::thread::sleep(Duration::from_millis(5)),
+                0 => break false,
+                waited => {
+                    assert_eq!(waited, pid);
+                    break true;
+                }
+            }
+        };
+        if !exited {
+            // SAFETY: signals and reaps our own child by its PID.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("fork {fork}: the child still hung dropping the lease after 10 s");
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "fork {fork}: child status {status}"
+        );
+    }
+    assert!(
+        lease.is_held(),
+        "the parent's lease was lost: {:?}",
+        lease.lost()
+    );
+    for proxy in &proxies {
+        proxy.set_latency(Duration::ZERO);
+    }
+    assert_eq!(lease.release(), Ok(true));
+}
+
+/// The child's side: drop the inherited lease (it must neither wait nor release), then exit.
+fn drop_and_exit(lease: Lease<&str>) -> ! {
+    drop(lease);
+    std::process::exit(0);
 }
