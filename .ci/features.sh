@@ -2,8 +2,8 @@
 # Feature matrix: clippy (which also type-checks) with `-D warnings` on every target for the
 # default features, for each feature of Cargo.toml alone, and for all features together; then
 # the docs of all features with `-D warnings`. Clippy's `incompatible_msrv` lint runs in every
-# one of them (see .ci/msrv.sh). Tests run in .ci/run: `cargo test` and
-# `cargo test --all-features`.
+# one of them (see .ci/msrv.sh). Tests run in .ci/run: `cargo test --all-features`, and
+# with default features the tests that depend on the tls feature.
 #
 # Usage: bash .ci/features.sh
 set -euo pipefail

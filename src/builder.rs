@@ -163,13 +163,15 @@ impl Builder {
     }
 
     /// Budget for one round: every reply must arrive within this time after the round's
-    /// commands start going out. Keep it small against the ttl (5-50 ms for ttls of seconds).
+    /// commands start going out (a node's one `NOSCRIPT` reload gets one more such budget).
+    /// Keep it small against the ttl (5-50 ms for ttls of seconds).
     pub fn node_timeout(mut self, timeout: Duration) -> Self {
         self.node_timeout = timeout;
         self
     }
 
-    /// Budget for opening one connection, `AUTH` and `SELECT` included.
+    /// Budget for opening one connection: name resolution, the TCP connect, the TLS handshake,
+    /// `AUTH` and `SELECT` included.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -177,9 +179,9 @@ impl Builder {
 
     /// Bounds on replies; anything larger or deeper is a protocol error and closes the
     /// connection. `build` refuses limits under which a lock's own replies could not be
-    /// decoded (bulk strings under 4 KiB, lines under 512 bytes, arrays under 2 elements or
-    /// depth 1) or that would let one reply grow a connection's buffer past 16 MiB (bulk
-    /// strings above 16 MiB, lines above 1 MiB).
+    /// decoded (bulk strings under 4 KiB, lines under 512 bytes, arrays under 2 elements, a
+    /// depth of 0) or that allow bulk strings above 16 MiB or lines above 1 MiB (one
+    /// connection's read buffer then never exceeds about 17 MiB).
     pub fn reply_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self

@@ -322,7 +322,8 @@ pub enum Error {
     /// once the outcome is known, so nodes left unread are in neither count (and were
     /// released all the same).
     NotAcquired {
-        /// How many rounds ran (1 for `try_lock`, up to `retries + 1` for `lock`).
+        /// How many attempts ran (1 for `try_lock`, up to `retries + 1` for `lock`, as many as
+        /// fit in `max_wait` for `lock_within`). A fenced attempt is two rounds.
         attempts: u32,
         /// Votes needed: `nodes / 2 + 1`.
         quorum: usize,

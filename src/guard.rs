@@ -5,7 +5,7 @@
 //! commands to each node stay behind the ones before them (its ticket reserves the connections
 //! that still owe it replies); it holds no connection of its own. Extend refuses locally once
 //! the validity is over. Dropping an armed guard releases the lock, best effort and bounded by
-//! the node timeout, also while a panic unwinds.
+//! one round (SAFETY.md, Time bounds), also while a panic unwinds.
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
@@ -18,8 +18,8 @@ use crate::pool::Ticket;
 use crate::quorum::NodeSet;
 use crate::redlock::{Inner, Validity, Value};
 
-/// A held lock. Dropping it releases the lock, best effort and bounded by the node timeout
-/// (also while a panic unwinds); [`LockGuard::release`] does the same and reports the outcome.
+/// A held lock. Dropping it releases the lock, best effort and bounded by one round (see
+/// SAFETY.md, Time bounds; also while a panic unwinds); [`LockGuard::release`] does the same and reports the outcome.
 ///
 /// The guard knows how long the lock is valid ([`LockGuard::remaining`]), but cannot stop the
 /// process from pausing past that point: check `remaining()` before acting, and prefer

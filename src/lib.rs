@@ -1,8 +1,10 @@
 //! resplock: Redlock distributed locks over N independent Redis masters.
 //!
-//! The crate speaks RESP2 itself over plain TCP ([`resp`] is a strict, bounded, zero-copy
-//! codec) and sends only `SET NX PX`, `EVALSHA`, `SCRIPT LOAD`, `AUTH` and `SELECT`. Its runtime
-//! dependencies are `rand` (for the operating system's random generator) and `socket2`.
+//! The crate speaks RESP2 itself over TCP, TLS (feature `tls`) or Unix sockets ([`resp`] is a
+//! strict, bounded, zero-copy codec) and sends only `SET NX PX`, `PTTL`, `EVALSHA`,
+//! `SCRIPT LOAD`, `INFO server`, `SUBSCRIBE`/`UNSUBSCRIBE` (for waiters), `AUTH`, `SELECT` and,
+//! over TLS without either, one `PING` per connection. Its runtime dependencies with default
+//! features are `rand` (for the operating system's random generator) and `socket2`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -27,10 +29,12 @@
 //! Two clients can hold the same lock at once only if an assumption fails: node clocks that run
 //! at rates differing by more than the drift factor, a node that loses keys on restart (no AOF
 //! with `appendfsync always` and restarted before the longest ttl), or a holder that pauses
-//! (GC, swap, `SIGSTOP`, host suspend) past [`LockGuard::remaining`] and then acts. The crate
-//! offers no fencing tokens yet: a resource that must never see a stale writer needs its own
-//! check, or a consensus system (etcd, ZooKeeper) instead of Redlock. `SAFETY.md` in the
-//! repository states the model in full.
+//! (GC, swap, `SIGSTOP`, host suspend) past [`LockGuard::remaining`] and then acts. For that
+//! last case, a manager built with [`Builder::fencing`]`(true)` gives every grant a token
+//! ([`LockGuard::token`]) larger than that of every grant that returned before it started: a
+//! resource that rejects tokens lower than the highest it has seen refuses the stale writer.
+//! Tokens need nodes that keep acknowledged writes; `SAFETY.md` in the repository states the
+//! model, fencing's conditions included, in full.
 //!
 //! `Instant` on Linux is `CLOCK_MONOTONIC`, which does not advance while the host is
 //! suspended: a lock held across a suspend looks valid for longer than it is. Do not hold
@@ -38,7 +42,8 @@
 //!
 //! # Modules
 //! - [`resp`]: the sans-IO RESP2 decoder and command encoder.
-//! - [`script`]: the release and extend scripts with their SHA1 digests.
+//! - [`script`]: the Lua scripts (release, extend, inspect, fenced acquire, fence confirm) with
+//!   their SHA1 digests.
 //! - [`url`]: node URL parsing.
 //! - [`error`]: every error type, and the rules a configuration, URL or ttl can break.
 //!

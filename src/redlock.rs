@@ -145,8 +145,12 @@ impl Redlock {
     /// Takes the lock on `resource` for `ttl`, with up to `retries` further attempts.
     ///
     /// On the wire: `SET resource value NX PX ttl` to every node per attempt, and
-    /// `EVALSHA <release> 1 resource value` to those nodes after a failed attempt. The
-    /// resource is the Redis key, verbatim. The returned guard releases the lock when dropped.
+    /// `EVALSHA <release> 1 resource value 0` to those nodes after a failed attempt (the `0`:
+    /// publish nothing, that key was never anyone's lock). With [`Builder::fencing`]`(true)`
+    /// an attempt is `EVALSHA <fenced acquire> 2 resource resplock:fence:<resource> value ttl`
+    /// on every node, then, if a quorum granted it, `EVALSHA <fence confirm>` with the token.
+    /// The resource is the Redis key, verbatim. The returned guard releases the lock when
+    /// dropped.
     pub fn lock<R: AsRef<[u8]>>(&self, resource: R, ttl: Duration) -> Result<LockGuard<R>, Error> {
         self.acquire(resource, ttl, self.inner.retries + 1)
     }

@@ -88,7 +88,7 @@ rules! {
         /// `reply_limits` under which a lock's own replies cannot be decoded.
         ReplyLimitsTooSmall =>
             "reply_limits too small: need bulk >= 4 KiB, lines >= 512 B, arrays >= 2, depth >= 1",
-        /// `reply_limits` that let one reply grow a connection's buffer past 16 MiB.
+        /// `reply_limits` that allow bulk strings over 16 MiB or lines over 1 MiB.
         ReplyLimitsTooLarge => "reply_limits too large: bulk at most 16 MiB, lines at most 1 MiB",
         /// `tls_ca_file` was combined with the test-only opt-out of certificate verification:
         /// one trusts a CA, the other trusts anything, and which one was meant is unclear.

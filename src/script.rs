@@ -1,8 +1,10 @@
-//! The two Lua scripts a lock needs, with their SHA1 digests as constants.
+//! The Lua scripts a lock needs (release, extend, inspect, fenced acquire, fence confirm), with
+//! their SHA1 digests as constants.
 //!
-//! Contract: both scripts compare the key's value with ours before touching it, so release and
-//! extend never delete or prolong another owner's lock, and extend never re-creates a key that
-//! has gone. They run with `EVALSHA`. Every new connection loads them all first; on `NOSCRIPT`
+//! Contract: every script that touches the lock key compares its value with ours first, so
+//! release and extend never delete or prolong another owner's lock, and extend never re-creates
+//! a key that has gone. They run with `EVALSHA`. Every new connection loads the ones its
+//! manager uses first (all five with fencing, the first three without); on `NOSCRIPT`
 //! the round (`round.rs`) asks for one `SCRIPT LOAD` per node per public call, the driver
 //! checks that the digest it returns is the constant here, and retries the command once. `EVAL` is
 //! never sent. The texts are public so that other processes and other Redlock clients can
@@ -69,8 +71,8 @@ pub const FENCE_CONFIRM_SHA1: &str = "4f7aa6ebb3b9ad53c2223a862e733658d2ec5ac0";
 /// The prefix of a resource's fencing counter key: the resource follows it.
 pub const FENCE_COUNTER_PREFIX: &str = "resplock:fence:";
 
-/// Every script the crate runs, as `(source, sha1)`: a new connection loads them all, in this
-/// order, before its first command.
+/// Every script the crate runs, as `(source, sha1)`. A new connection loads, in this order and
+/// before its first command, all five on a manager with fencing and the first three without.
 pub const SCRIPTS: &[(&str, &str)] = &[
     (RELEASE_SCRIPT, RELEASE_SHA1),
     (EXTEND_SCRIPT, EXTEND_SHA1),

@@ -3,7 +3,7 @@
 //!
 //! Contract: [`NodeAddr::parse`] does no I/O. For `redis://` and `rediss://` it accepts a host
 //! name, an IPv4 address or a bracketed IPv6 address (`[::1]`), port 1-65535 (default 6379),
-//! database 0-2^31 (default 0), and a percent-encoded user and password; it refuses query
+//! database 0 to 2^31 - 1 (default 0), and a percent-encoded user and password; it refuses query
 //! strings, fragments, unbracketed IPv6 and anything else it does not understand, rather than
 //! guess. `rediss://` without the `tls` feature is refused. For `unix://` it accepts an
 //! absolute, percent-encoded socket path, credentials before `@` (`unix://:pw@/path`) or as

@@ -101,8 +101,10 @@ impl Redlock {
     /// waiters), its keys expire, or `max_wait` has passed, then tries again. Returns
     /// [`Error::NotAcquired`] once `max_wait` has passed, never sooner.
     ///
-    /// On the wire, per attempt: `SET resource value NX PX ttl` and `PTTL resource` to every
-    /// node, and `EVALSHA <release> 1 resource value` to those nodes after a failed attempt;
+    /// On the wire, per attempt: `SET resource value NX PX ttl` (the fenced acquire script
+    /// with [`crate::Builder::fencing`], then the confirm round as for [`Redlock::lock`]) and
+    /// `PTTL resource` to every node, and `EVALSHA <release> 1 resource value 0` after a
+    /// failed attempt to the nodes it was sent to that did not answer "held by another";
     /// while waiting, one `SUBSCRIBE resplock:released:<resource>` per node on a connection
     /// shared by every waiter of this manager. Waiters in one process are served in order.
     pub fn lock_within<R: AsRef<[u8]>>(
