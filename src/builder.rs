@@ -17,10 +17,11 @@ use crate::error::{ConfigRule, Error};
 use crate::keeper::Keeper;
 use crate::listen::Listener;
 use crate::nodes::{Nodes, MAX_NODES};
+use crate::redact::redact;
 use crate::redlock::{Inner, Redlock};
 use crate::resolve::Resolver;
 use crate::resp::Limits;
-use crate::url::{redact, NodeAddr};
+use crate::url::NodeAddr;
 
 /// Longest timeout or retry delay accepted by the builder.
 const MAX_WAIT: Duration = Duration::from_secs(3600);

@@ -71,6 +71,7 @@ mod listen;
 mod nodes;
 mod pool;
 mod quorum;
+mod redact;
 mod redlock;
 mod resolve;
 pub mod resp;
