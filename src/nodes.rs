@@ -373,3 +373,57 @@ impl Drop for Call<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::round::{Setup, Wait};
+
+    /// An extend round: not locking, decided at the first answer of one node.
+    fn extend_round() -> Round {
+        let setup = Setup {
+            nodes: 1,
+            quorum: 1,
+            node_timeout: Duration::from_millis(50),
+            wait: Wait::UntilDecided,
+            scripted: true,
+            locking: false,
+            replies: 1,
+        };
+        Round::new(setup, &[0], NodeSet::default())
+    }
+
+    /// A node beyond the quorum in every round of a guard's extends is never read: each round
+    /// leaves one more reply unread on its connection. Once [`SETTLE_AT`] have piled up, the
+    /// replies that arrived are skipped before the connection is used again.
+    #[test]
+    fn a_connection_owing_many_unread_replies_is_settled_before_use() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let local = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let dlm =
+            crate::Redlock::new([format!("redis://{local}")]).unwrap_or_else(|e| panic!("{e}"));
+        let nodes = &dlm.inner().nodes;
+        let Some(node) = nodes.get(0) else {
+            panic!("one node configured");
+        };
+        for (owed, left) in [(SETTLE_AT - 1, SETTLE_AT - 1), (3 * SETTLE_AT, 0)] {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut conn = Conn::connect(&node.addr, &[local], deadline, nodes.bounds)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (mut server, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
+            conn.abandon(owed);
+            let replies = b":1\r\n".repeat(usize::try_from(owed).unwrap_or(0));
+            server.write_all(&replies).unwrap_or_else(|e| panic!("{e}"));
+            std::thread::sleep(Duration::from_millis(50));
+            node.pool.give_back(Box::new(conn), None);
+            let conn = nodes
+                .prepare(0, None, &extend_round())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(conn.stale(), left, "{owed} replies owed");
+        }
+    }
+}
