@@ -5,41 +5,51 @@
 //! Five lock nodes with AOF `appendfsync always` (a restart keeps every acknowledged key: the
 //! documented safety assumption), each behind a [`FaultProxy`]; clients only know the proxies.
 //! A sixth plain node, not behind a proxy and never touched by the nemesis, holds one counter
-//! per resource. Three resources.
+//! per resource. Three resources; resource 2 is fenced (below).
 //!
 //! # Workers
-//! Three threads of this process share one [`Redlock`] (so they share its session pool), and
-//! two child processes with two threads each run the same loop with their own `Redlock`. A
+//! Three threads of this process share its lock managers (so they share their session pools),
+//! and two child processes with two threads each run the same loop with their own. A
 //! child is this test binary re-executed as `<exe> --exact chaos_child_worker --nocapture`
 //! with `RESPLOCK_CHAOS_CHILD=<index>` and the node URLs, counter address, seed and end time
 //! in `RESPLOCK_CHAOS_CHILD_*` variables; it prints its records as `CHAOS|...` lines on stdout
 //! when it is done. Without those variables `chaos_child_worker` does nothing.
 //!
+//! Each process has two managers with the same settings (node timeout 50 ms, 3 retries, 40 ms
+//! delay + up to 80 ms jitter): a plain one, and one built with `fencing(true)` through which
+//! resource 2, and only it, is always taken (plain locks and leases alike), so that every
+//! grant of it has a token and tokens are drawn from one counter per node. A fenced manager
+//! that has distrusted a majority of the nodes since their restarts can never grant again;
+//! the worker that sees it replaces it with a new one, as an operator would (see
+//! [`Managers`]).
+//!
 //! Each worker loops until the end time: pick a resource, whether this will be a lease (three
-//! times in ten) and a ttl (300 ms – 2 s; leases 300 – 800 ms), `lock()` (node timeout
-//! 50 ms, 3 retries, 40 ms delay + up to 80 ms jitter). A lease is kept alive and worked under
-//! as `tests/chaos/lease_worker.rs` describes: several ttls of repeated critical sections, each
-//! write guarded by `is_held()` and `remaining()`, with `is_held()` sampled every 20 – 50 ms,
-//! some with a short `max_hold`, then released or dropped. Otherwise it holds the lock for
-//! 0 – ttl/5; two times in five it extends it to a ttl drawn from the same list (so sometimes
-//! shorter than what is left); it works on for up to half the validity the guard then reports
-//! (at most 800 ms); then the critical section: if `remaining()` exceeds the work time +
-//! 100 ms, `GET` the counter, sleep 2 – 15 ms, and `SET` it + 1 only if `remaining()` still
-//! exceeds 50 ms (the count of such writes is what the counter must equal). Then it releases
-//! (85 %), drops the guard (9 %), or disarms it and walks away like a crashed client (6 %: the
-//! keys must then expire on their own).
+//! times in ten) and a ttl (300 ms – 2 s; leases 300 – 800 ms), and whether to wait for it
+//! (one time in four: `lock_within` with a `max_wait` of 100 ms – 1.5 s; otherwise `lock()`).
+//! A lease is kept alive and worked under as `tests/chaos/lease_worker.rs` describes: several
+//! ttls of repeated critical sections, each write guarded by `is_held()` and `remaining()`,
+//! with `is_held()` sampled every 20 – 50 ms, some with a short `max_hold`, then released or
+//! dropped. Otherwise it holds the lock for 0 – ttl/5; two times in five it extends it to a
+//! ttl drawn from the same list (so sometimes shorter than what is left); it works on for up
+//! to half the validity the guard then reports (at most 800 ms); then the critical section:
+//! if `remaining()` exceeds the work time + 100 ms, `GET` the counter, sleep 2 – 15 ms, and
+//! `SET` it + 1 only if `remaining()` still exceeds 50 ms (the count of such writes is what
+//! the counter must equal). Then it releases (85 %), drops the guard (9 %), or disarms it and
+//! walks away like a crashed client (6 %: the keys must then expire on their own).
 //!
 //! # Records and the clock
-//! Every acquisition records owner, resource, `granted` (just after `lock()` returned),
-//! `valid_until`, every `extend` call (start, return, validity left in the guard) and the
-//! release start, all as nanoseconds of one monotonic clock. A lease's record also keeps what
-//! its holder saw (`tests/chaos/lease.rs`): the last observation point at which `is_held()`
-//! returned true (the clock read just before that call), each new validity seen, the loss
-//! (kind, when first seen), and contract violations found on the spot. The call that granted
-//! the lock and its fencing token have their place in the record too (`tests/chaos/grants.rs`),
-//! for `lock_within` and tokens to come. Across processes that clock is `CLOCK_MONOTONIC` read
-//! from `Instant`'s `Debug` output, see [`model::instant_ns`]; when the format cannot be
-//! verified the run uses threads only and says so.
+//! Every acquisition records owner, resource, `requested` (just before the `lock()` or
+//! `lock_within()` call started), `granted` (just after it returned), `valid_until`, every
+//! `extend` call (start, return, validity left in the guard) and the release start, all as
+//! nanoseconds of one monotonic clock. A lease's record also keeps what its holder saw
+//! (`tests/chaos/lease.rs`): the last observation point at which `is_held()` returned true
+//! (the clock read just before that call), each new validity seen, the loss (kind, when first
+//! seen), and contract violations found on the spot. The call that granted the lock (with its
+//! `max_wait`), the fencing token (`guard.token()`) and the lock's value are in the record too
+//! (`tests/chaos/grants.rs`). A `lock_within` call that failed is recorded on its own: owner,
+//! resource, `max_wait`, call start and return, the error. Across processes that clock is
+//! `CLOCK_MONOTONIC` read from `Instant`'s `Debug` output, see [`model::instant_ns`]; when the
+//! format cannot be verified the run uses threads only and says so.
 //!
 //! # The checker
 //! - Exclusion: for each resource, no two acquisitions' holder intervals overlap. A holder
@@ -57,8 +67,15 @@
 //!   with a validity that ended, `MaxHold` only with a cap; once `lost()` is `Some` it stays the
 //!   same, `is_held()` stays false and `remaining()` zero. A lease lost while a quorum of the
 //!   cluster is healthy is no violation (its renewals only reach the nodes its grant reached).
-//! - Fencing tokens, once recorded: a grant that returned before another's call started has a
-//!   smaller token.
+//! - Fencing tokens (`tests/chaos/grants.rs`): for grants A, B of one resource with
+//!   `A.granted < B.requested` (A returned before B's call, hence its first command, started),
+//!   `token(A) < token(B)`. Every grant of the fenced resource has a token, no other grant has
+//!   one, a lease reports its guard's token, and after the run a quorum of nodes still has
+//!   the fenced resource's counter at or above the highest token handed out (counters never go
+//!   back: AOF `always`). The summary counts fenced grants and the ordered pairs compared.
+//! - Waiting: a `lock_within` that failed returned no earlier than its `max_wait` after its
+//!   call started (how much later is reported, not checked). Its grants are ordinary grants,
+//!   in every check above.
 //! - No lost update: each counter equals the number of increments written under its lock
 //!   (under a lease, any number of them).
 //! - A lock is never lost while valid. Right after the grant and again just before the
@@ -74,7 +91,8 @@
 //!   nodes holding our value or unable to tell.
 //! - No key left: after every worker has finished and every fault is healed, wait past the
 //!   longest ttl (plus the longest injected latency, since queued commands arrive late) and
-//!   require zero lock keys on every node.
+//!   require zero keys on every node but the fencing counters (`resplock:fence:*`, which never
+//!   expire by design).
 //!
 //! `tests/chaos/repro.rs` holds deterministic reproductions of what these checks found.
 //!
@@ -82,6 +100,9 @@
 //! every random choice; thread scheduling still differs from run to run. `RESPLOCK_CHAOS_SECS`
 //! sets the duration (default 60). A summary is printed at the end (`--nocapture` to see it on
 //! success); failures print it too, with the seed and the nemesis actions around a violation.
+//! To look at a whole run: `RESPLOCK_CHAOS_DUMP=<file>` writes every record and nemesis action
+//! on one timeline, and `RESPLOCK_CHAOS_MONITOR=<dir>` what every node ran on the lock keys
+//! (`tests/chaos/monitor.rs`).
 
 mod support;
 
@@ -93,18 +114,21 @@ mod lease;
 mod lease_worker;
 #[path = "chaos/model.rs"]
 mod model;
+#[path = "chaos/monitor.rs"]
+mod monitor;
 #[path = "chaos/nemesis.rs"]
 mod nemesis;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use resplock::{Error, LockGuard, NodeError, Redlock};
 
-use grants::{check_tokens, Via};
+use grants::{check_tokens, FailedWait, Via, WaitStats};
 use lease::LeaseStats;
 use lease_worker::{hold_lease, LEASE_PER_MILLE, LEASE_TTLS_MS};
 use model::{
@@ -139,6 +163,12 @@ const WORK_MARGIN: Duration = Duration::from_millis(100);
 /// Validity required just before writing the counter.
 const WRITE_MARGIN: Duration = Duration::from_millis(50);
 
+/// The resource only ever taken through the fenced manager (so every grant of it has a token).
+const FENCED_RESOURCE: usize = 2;
+/// Share of acquisitions made with `lock_within`, and its `max_wait`, in ms.
+const WITHIN_PER_MILLE: u64 = 250;
+const MAX_WAIT_MS: (u64, u64) = (100, 1500);
+
 const EXTEND_PER_MILLE: u64 = 400;
 const ABANDON_PER_MILLE: u64 = 60;
 const DROP_PER_MILLE: u64 = 90;
@@ -161,9 +191,70 @@ fn counter_key(resource: usize) -> String {
     format!("chaos:counter:{resource}")
 }
 
-fn build_dlm(urls: &[String]) -> Redlock {
+/// The lock managers of a process's workers: the fenced one takes [`FENCED_RESOURCE`], the
+/// plain one the others. Same settings otherwise.
+///
+/// A fenced manager distrusts a node's counter from the moment it sees the node restarted
+/// until a fenced grant re-seeds it, and a grant needs a quorum of trusted counters: once it
+/// has seen a majority of the nodes restart, each before a grant re-seeded it, it can never
+/// grant again (SAFETY.md, "Restarts": recovering is an operator's decision, since a majority
+/// may have lost its counters). With a restart every couple of seconds that happens within
+/// the first quarter of a run. Here every node keeps its counters (AOF `always`), so the
+/// worker that sees the lock-out does what the operator would: it replaces the manager with a
+/// new one, which trusts the nodes as it first meets them. The lock-out is read from the
+/// error: the last round had more than a minority of the nodes `Quarantined`
+/// (`restart_quarantine` is off, so only the distrusted counters give that). Tokens keep
+/// increasing across the replacement because the counters never go back, which is what the
+/// token check then relies on.
+struct Managers {
+    urls: Vec<String>,
+    plain: Arc<Redlock>,
+    fenced: Mutex<Arc<Redlock>>,
+}
+
+impl Managers {
+    fn new(urls: &[String]) -> Managers {
+        Managers {
+            urls: urls.to_vec(),
+            plain: Arc::new(build_dlm(urls, false)),
+            fenced: Mutex::new(Arc::new(build_dlm(urls, true))),
+        }
+    }
+
+    fn for_resource(&self, resource: usize) -> Arc<Redlock> {
+        if resource == FENCED_RESOURCE {
+            Arc::clone(&self.fenced.lock().unwrap_or_else(PoisonError::into_inner))
+        } else {
+            Arc::clone(&self.plain)
+        }
+    }
+
+    /// After `failed` (a call on `manager`): when the error shows a fenced manager locked
+    /// out, replaces it (once, whichever worker sees it first). True when it did.
+    fn replace_if_locked_out(&self, manager: &Arc<Redlock>, failed: &Error) -> bool {
+        let Error::NotAcquired { failures, .. } = failed else {
+            return false;
+        };
+        let barred = failures
+            .iter()
+            .filter(|f| matches!(f.error, NodeError::Quarantined))
+            .count();
+        if barred < NODES - NODES / 2 {
+            return false;
+        }
+        let mut fenced = self.fenced.lock().unwrap_or_else(PoisonError::into_inner);
+        if !Arc::ptr_eq(&fenced, manager) {
+            return false;
+        }
+        *fenced = Arc::new(build_dlm(&self.urls, true));
+        true
+    }
+}
+
+fn build_dlm(urls: &[String], fencing: bool) -> Redlock {
     Redlock::builder()
         .nodes(urls)
+        .fencing(fencing)
         .retries(RETRIES)
         .retry_delay(RETRY_DELAY)
         .retry_jitter(RETRY_JITTER)
@@ -276,12 +367,14 @@ struct WorkerSpec {
 #[derive(Default)]
 struct WorkerLog {
     acqs: Vec<Acquisition>,
+    /// `lock_within` calls that failed.
+    waits: Vec<FailedWait>,
     counts: Counts,
 }
 
 /// Runs `threads` workers named `p<process>t<i>` on `dlm` until `end`.
 fn run_threads(
-    dlm: &Redlock,
+    dlm: &Managers,
     process: usize,
     threads: usize,
     seed: u64,
@@ -311,7 +404,7 @@ fn run_threads(
     })
 }
 
-fn run_worker(dlm: &Redlock, spec: &WorkerSpec) -> WorkerLog {
+fn run_worker(dlm: &Managers, spec: &WorkerSpec) -> WorkerLog {
     let mut rng = Rng::new(spec.seed, spec.stream);
     let mut counter = Raw::connect(spec.counter)
         .unwrap_or_else(|e| panic!("chaos: connect to the counter node: {e}"));
@@ -326,16 +419,38 @@ fn run_worker(dlm: &Redlock, spec: &WorkerSpec) -> WorkerLog {
         } else {
             TTLS_MS[rng.index(TTLS_MS.len())]
         };
+        let max_wait = rng
+            .chance(WITHIN_PER_MILLE)
+            .then(|| rng.millis(MAX_WAIT_MS.0, MAX_WAIT_MS.1));
+        let manager = dlm.for_resource(resource);
+        let ttl = Duration::from_millis(ttl_ms);
         let requested = spec.clock.now();
-        match dlm.lock(lock_key(resource), Duration::from_millis(ttl_ms)) {
+        let result = match max_wait {
+            Some(max_wait) => manager.lock_within(lock_key(resource), ttl, max_wait),
+            None => manager.lock(lock_key(resource), ttl),
+        };
+        let returned = spec.clock.now();
+        log.counts.bump(format!("r{resource}.calls"));
+        match result {
             Ok(guard) => {
                 log.counts.bump("granted");
+                let mut acq = Acquisition::new(
+                    &spec.owner,
+                    seq,
+                    resource,
+                    ttl_ms,
+                    (requested, returned, spec.clock.ns(guard.valid_until())),
+                );
+                acq.token = guard.token();
+                acq.value = String::from_utf8_lossy(guard.value()).into_owned();
+                if let Some(max_wait) = max_wait {
+                    acq.via = Via::Within;
+                    acq.max_wait_ms = Some(millis(max_wait));
+                }
                 let hold = if as_lease { hold_lease } else { hold };
                 let acq = hold(
                     guard,
-                    resource,
-                    (ttl_ms, requested),
-                    seq,
+                    acq,
                     spec,
                     &mut rng,
                     (&mut counter, &mut auditor),
@@ -344,36 +459,63 @@ fn run_worker(dlm: &Redlock, spec: &WorkerSpec) -> WorkerLog {
                 seq += 1;
                 log.acqs.push(acq);
             }
-            Err(e) => classify_lock_error(&e, &mut log.counts),
+            Err(e) => {
+                log.counts.bump(format!("r{resource}.failed"));
+                if let Error::NotAcquired { failures, .. } = &e {
+                    if failures
+                        .iter()
+                        .any(|f| matches!(f.error, NodeError::Quarantined))
+                    {
+                        log.counts
+                            .bump(format!("r{resource}.failed-with-a-node-barred"));
+                    }
+                }
+                if resource == FENCED_RESOURCE && dlm.replace_if_locked_out(&manager, &e) {
+                    log.counts.bump("fenced-manager.replaced-after-lock-out");
+                }
+                let prefix = if max_wait.is_some() { "within" } else { "lock" };
+                classify_lock_error(&e, prefix, &mut log.counts);
+                if let Some(max_wait) = max_wait {
+                    log.waits.push(FailedWait {
+                        owner: spec.owner.clone(),
+                        resource,
+                        ttl_ms,
+                        max_wait_ms: millis(max_wait),
+                        requested,
+                        returned,
+                        error: match &e {
+                            Error::NotAcquired { expired: true, .. } => {
+                                FailedWait::EXPIRED.to_owned()
+                            }
+                            Error::NotAcquired { .. } => FailedWait::NOT_ACQUIRED.to_owned(),
+                            other => sanitize(&other.to_string()),
+                        },
+                    });
+                }
+            }
         }
         thread::sleep(rng.millis(0, 30));
     }
     log
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Uses a granted lock: hold, maybe extend, the critical section, then release / drop /
-/// abandon. Returns the record.
-#[allow(clippy::too_many_arguments)]
+/// abandon. `acq` is the grant's record (times, path, token); returns it completed.
 fn hold(
     mut guard: LockGuard<String>,
-    resource: usize,
-    (ttl_ms, requested): (u64, Ns),
-    seq: u64,
+    mut acq: Acquisition,
     spec: &WorkerSpec,
     rng: &mut Rng,
     (counter, auditor): (&mut Raw, &mut Auditor),
     counts: &mut Counts,
 ) -> Acquisition {
     let clock = spec.clock;
+    let (resource, ttl_ms) = (acq.resource, acq.ttl_ms);
     let lock_key = lock_key(resource);
-    let granted = clock.now();
-    let mut acq = Acquisition::new(
-        &spec.owner,
-        seq,
-        resource,
-        ttl_ms,
-        (requested, granted, clock.ns(guard.valid_until())),
-    );
     acq.audit_grant = Some(auditor.audit(&lock_key, guard.value(), &clock));
     thread::sleep(rng.millis(0, ttl_ms / 5));
 
@@ -470,13 +612,14 @@ fn sanitize(text: &str) -> String {
     text.replace(['|', '\n', '\r'], " ")
 }
 
-/// Counts a failed `lock()` by kind: contention (only other owners' keys in the way), outage
-/// (only node failures), mixed, expired (a quorum granted but the validity was gone), and the
-/// node failure causes behind outages.
-fn classify_lock_error(e: &Error, counts: &mut Counts) {
+/// Counts a failed `lock()` (`prefix` `lock`) or `lock_within()` (`within`) by kind:
+/// contention (only other owners' keys in the way), outage (only node failures), mixed,
+/// expired (a quorum granted but the validity was gone), and the node failure causes behind
+/// outages.
+fn classify_lock_error(e: &Error, prefix: &str, counts: &mut Counts) {
     let kind = match e {
-        Error::NotAcquired { expired: true, .. } => "lock.expired",
-        _ if e.is_contention() => "lock.contention",
+        Error::NotAcquired { expired: true, .. } => "expired",
+        _ if e.is_contention() => "contention",
         Error::NotAcquired {
             failures,
             held_elsewhere,
@@ -486,19 +629,19 @@ fn classify_lock_error(e: &Error, counts: &mut Counts) {
                 counts.bump(format!("node.{}", cause(&f.error)));
             }
             if failures.is_empty() {
-                "lock.other"
+                "other"
             } else if *held_elsewhere > 0 {
-                "lock.mixed"
+                "mixed"
             } else {
-                "lock.outage"
+                "outage"
             }
         }
         other => {
-            counts.bump(format!("lock.error {}", sanitize(&other.to_string())));
+            counts.bump(format!("{prefix}.error {}", sanitize(&other.to_string())));
             return;
         }
     };
-    counts.bump(kind);
+    counts.bump(format!("{prefix}.{kind}"));
 }
 
 fn cause(e: &NodeError) -> String {
@@ -621,7 +764,7 @@ fn chaos_child_worker() {
         clock.is_shared(),
         "chaos child: Instant is not readable as CLOCK_MONOTONIC"
     );
-    let dlm = build_dlm(&urls);
+    let dlm = Managers::new(&urls);
     let logs = run_threads(
         &dlm,
         process,
@@ -639,6 +782,10 @@ fn chaos_child_worker() {
             out.push_str(&acq.to_line());
             out.push('\n');
         }
+        for wait in &log.waits {
+            out.push_str(&wait.to_line());
+            out.push('\n');
+        }
         counts.merge(&log.counts);
     }
     out.push_str(&counts_to_lines(&counts));
@@ -649,17 +796,83 @@ fn chaos_child_worker() {
         .expect("chaos child: write records");
 }
 
-/// Lock keys (`chaos:*`) on each node, read directly (not through the proxies).
+/// Writes every record, in call-start order, and the nemesis log to `path`
+/// (`RESPLOCK_CHAOS_DUMP`), for a look at a whole run.
+fn dump(
+    path: &str,
+    acqs: &[Acquisition],
+    waits: &[FailedWait],
+    log: &[(Instant, String)],
+    describe: &dyn Fn(&Acquisition) -> String,
+    rel: &dyn Fn(Ns) -> f64,
+    clock: &Clock,
+) {
+    let mut lines: Vec<(Ns, String)> = acqs
+        .iter()
+        .map(|a| {
+            (
+                a.requested,
+                format!("grant r{} {} value={}", a.resource, describe(a), a.value),
+            )
+        })
+        .collect();
+    lines.extend(waits.iter().map(|w| {
+        (
+            w.requested,
+            format!(
+                "failed-wait r{} {} ttl={}ms max_wait={}ms called at {:.3}ms returned {:?} at \
+                 {:.3}ms",
+                w.resource,
+                w.owner,
+                w.ttl_ms,
+                w.max_wait_ms,
+                rel(w.requested),
+                w.error,
+                rel(w.returned)
+            ),
+        )
+    }));
+    lines.extend(log.iter().map(|(t, line)| {
+        let ns = clock.ns(*t);
+        (ns, format!("nemesis at {:.3}ms: {line}", rel(ns)))
+    }));
+    lines.sort();
+    let text: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+    if let Err(e) = std::fs::write(path, text) {
+        println!("chaos: cannot write RESPLOCK_CHAOS_DUMP={path}: {e}");
+    }
+}
+
+/// The fencing counters' key prefix: these keys never expire, by design.
+const FENCE_PREFIX: &str = "resplock:fence:";
+
+/// Every key on each node but the fencing counters (`resplock:fence:*`), read directly (not
+/// through the proxies).
 fn keys_per_node(cluster: &Cluster) -> Vec<Vec<String>> {
     cluster
         .nodes()
         .iter()
         .map(|node| {
             node.raw()
-                .keys("chaos:*")
+                .keys("*")
                 .into_iter()
                 .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .filter(|k| !k.starts_with(FENCE_PREFIX))
                 .collect()
+        })
+        .collect()
+}
+
+/// The fenced resource's counter on each node (`None`: no counter, or unreadable).
+fn fence_counters(cluster: &Cluster) -> Vec<Option<u64>> {
+    let key = format!("{FENCE_PREFIX}{}", lock_key(FENCED_RESOURCE));
+    cluster
+        .nodes()
+        .iter()
+        .map(|node| {
+            node.raw()
+                .get(&key)
+                .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
         })
         .collect()
 }
@@ -698,7 +911,11 @@ fn chaos_mutual_exclusion_under_faults() {
     } else {
         println!("chaos: Instant is not readable as CLOCK_MONOTONIC here: threads only");
     }
-    let dlm = build_dlm(&urls);
+    let dlm = Managers::new(&urls);
+    let monitor_dir = std::env::var("RESPLOCK_CHAOS_MONITOR").ok();
+    let monitor = monitor_dir
+        .as_ref()
+        .map(|_| monitor::Monitor::start(&node_addrs, clock));
     let (report, parent_logs) = thread::scope(|s| {
         let nemesis = Nemesis::new(cluster.nodes_mut(), &proxies, Rng::new(seed, 0), start);
         let nemesis = s.spawn(move || nemesis.run(end));
@@ -719,9 +936,11 @@ fn chaos_mutual_exclusion_under_faults() {
 
     let mut problems: Vec<String> = Vec::new();
     let mut acqs: Vec<Acquisition> = Vec::new();
+    let mut waits: Vec<FailedWait> = Vec::new();
     let mut counts = Counts::default();
     for log in parent_logs {
         acqs.extend(log.acqs);
+        waits.extend(log.waits);
         counts.merge(&log.counts);
     }
     let mut processes = 1;
@@ -737,6 +956,8 @@ fn chaos_mutual_exclusion_under_faults() {
             if let Some(acq) = Acquisition::from_line(line) {
                 acqs.push(acq);
                 records += 1;
+            } else if let Some(wait) = FailedWait::from_line(line) {
+                waits.push(wait);
             } else if let Some((name, n)) = count_from_line(line) {
                 counts.add(name, n);
             } else {
@@ -762,6 +983,9 @@ fn chaos_mutual_exclusion_under_faults() {
         }
     }
     let workers_done = Instant::now();
+    if let (Some(monitor), Some(dir)) = (monitor, &monitor_dir) {
+        monitor.finish(dir, clock.ns(start));
+    }
 
     // Leftover keys: right after the run (informative), then past the longest ttl (asserted).
     thread::sleep(Duration::from_millis(200));
@@ -770,6 +994,7 @@ fn chaos_mutual_exclusion_under_faults() {
     let settle = quiet_since + MAX_TTL + report.max_latency + Duration::from_millis(500);
     thread::sleep(settle.saturating_duration_since(Instant::now()));
     let keys_left = keys_per_node(&cluster);
+    let fence_counters = fence_counters(&cluster);
 
     let mut counter_raw = counter_node.raw();
     let counters: Vec<(u64, u64)> = (0..RESOURCES)
@@ -801,7 +1026,16 @@ fn chaos_mutual_exclusion_under_faults() {
         .iter()
         .filter(|a| a.lease.as_ref().is_some_and(|l| !l.violations.is_empty()))
         .collect();
-    let token_inversions = check_tokens(&acqs, RESOURCES, 5);
+    let tokens = check_tokens(&acqs, RESOURCES, &[FENCED_RESOURCE], 5);
+    let lease_tokens_differing = counts.0.get("token.lease-differs").copied().unwrap_or(0);
+    // The grant with the highest token raised the counters of a quorum to it before it
+    // returned, and counters never go back: a quorum must still be at or above it.
+    let highest_token = tokens.range.map(|(_, hi)| hi);
+    let counters_at_highest = fence_counters
+        .iter()
+        .filter(|c| c.zip(highest_token).is_some_and(|(c, t)| c >= t))
+        .count();
+    let wait_stats = WaitStats::of(&acqs, &waits);
 
     // --- the verdict ---
     let start_ns = clock.ns(start);
@@ -836,7 +1070,7 @@ fn chaos_mutual_exclusion_under_faults() {
             format!(" {}", l.describe(a.valid_until, &rel))
         });
         format!(
-            "{}#{} ttl={}ms {}() called at {:.3}ms granted={:.3}ms token={} valid_until={:.3}ms \
+            "{}#{} ttl={}ms {}() called at {:.3}ms{} granted={:.3}ms token={} valid_until={:.3}ms \
              {:?}{lease} release_start={} ending={:?} increments={} overran={} holder \
              intervals {} audits (O ours, x other, - none, ? unknown): after grant {}, before \
              release {}",
@@ -845,6 +1079,8 @@ fn chaos_mutual_exclusion_under_faults() {
             a.ttl_ms,
             a.via.name(),
             rel(a.requested),
+            a.max_wait_ms
+                .map_or_else(String::new, |ms| format!(" (max_wait {ms}ms)")),
             rel(a.granted),
             a.token.map_or_else(|| "-".to_owned(), |t| t.to_string()),
             rel(a.valid_until),
@@ -961,20 +1197,91 @@ fn chaos_mutual_exclusion_under_faults() {
             acqs.len()
         ));
     }
-    if !token_inversions.is_empty() {
+    if let Ok(path) = std::env::var("RESPLOCK_CHAOS_DUMP") {
+        dump(&path, &acqs, &waits, &report.log, &describe, &rel, &clock);
+    }
+    if tokens.violating_grants > 0 {
         let mut text = format!(
-            "fencing tokens did not increase along real-time order ({} pairs shown)",
-            token_inversions.len()
+            "fencing tokens did not increase along real-time order: {} grants had a token not \
+             above that of a grant that returned before their call started ({} ordered pairs \
+             of {}; {} shown)",
+            tokens.violating_grants,
+            tokens.violating_pairs,
+            tokens.ordered_pairs,
+            tokens.inversions.len()
         );
-        for t in &token_inversions {
+        for t in &tokens.inversions {
+            let (earlier, later) = (&acqs[t.earlier], &acqs[t.later]);
             text.push_str(&format!(
-                "\n  resource {}:\n    earlier: {}\n    later:   {}",
+                "\n  resource {}:\n    earlier: {}\n    later:   {}\n    nemesis around them:\n{}",
                 t.resource,
-                describe(&acqs[t.earlier]),
-                describe(&acqs[t.later])
+                describe(earlier),
+                describe(later),
+                nemesis_near(earlier.requested, later.granted)
             ));
         }
         problems.push(text);
+    }
+    if !tokens.missing.is_empty() || !tokens.unexpected.is_empty() {
+        let mut text = format!(
+            "{} grants of the fenced resource {FENCED_RESOURCE} had no token, {} grants of \
+             other resources had one",
+            tokens.missing.len(),
+            tokens.unexpected.len()
+        );
+        for &i in tokens.missing.iter().chain(&tokens.unexpected).take(5) {
+            text.push_str(&format!("\n  {}", describe(&acqs[i])));
+        }
+        problems.push(text);
+    }
+    if lease_tokens_differing > 0 {
+        problems.push(format!(
+            "{lease_tokens_differing} leases reported a token other than their guard's"
+        ));
+    }
+    if let Some(highest) = highest_token {
+        if (counters_at_highest as u64) < quorum {
+            problems.push(format!(
+                "fencing counters went back: the highest token handed out was {highest}, but \
+                 after the run only {counters_at_highest} nodes had their counter at or above \
+                 it: {fence_counters:?}"
+            ));
+        }
+    }
+    if !wait_stats.early.is_empty() {
+        let mut text = format!(
+            "{} lock_within() calls failed before their max_wait had passed",
+            wait_stats.early.len()
+        );
+        for &i in wait_stats.early.iter().take(5) {
+            let w = &waits[i];
+            text.push_str(&format!(
+                "\n  {} resource {} ttl={}ms max_wait={}ms called at {:.3}ms, returned {:?} at \
+                 {:.3}ms (after {:.3}ms)\n    nemesis around it:\n{}",
+                w.owner,
+                w.resource,
+                w.ttl_ms,
+                w.max_wait_ms,
+                rel(w.requested),
+                w.error,
+                rel(w.returned),
+                (w.returned - w.requested) as f64 / 1e6,
+                nemesis_near(w.requested, w.returned)
+            ));
+        }
+        problems.push(text);
+    }
+    if acqs.len() >= 30 {
+        if tokens.fenced == 0 || tokens.ordered_pairs == 0 {
+            problems.push(format!(
+                "checker: {} fenced grants, {} ordered pairs of them: the token check compared \
+                 nothing",
+                tokens.fenced, tokens.ordered_pairs
+            ));
+        }
+        if wait_stats.grants == 0 {
+            problems.push("checker: no lock was granted by lock_within()".to_owned());
+        }
     }
     let left: usize = keys_left.iter().map(Vec::len).sum();
     if left > 0 {
@@ -1043,14 +1350,31 @@ fn chaos_mutual_exclusion_under_faults() {
         .iter()
         .map(|&(via, name)| format!("{name}={}", acqs.iter().filter(|a| a.via == via).count()))
         .collect();
-    let tokens = acqs.iter().filter(|a| a.token.is_some()).count();
+    let counters_text: Vec<String> = fence_counters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "n{i}={}",
+                c.map_or_else(|| "-".to_owned(), |c| c.to_string())
+            )
+        })
+        .collect();
     let chaos_time = workers_done.duration_since(start);
     println!(
         "chaos summary: seed={seed:#x}, {run:?} of chaos, workers: {PARENT_THREADS} threads in \
          this process + {} child processes x {CHILD_THREADS} threads, {NODES} nodes (AOF always), \
          {RESOURCES} resources\n\
-         \x20 acquisitions: {} total={} (through {}; with a fencing token {}, {} inversions)\n\
+         \x20 acquisitions: {} total={} (through {})\n\
+         \x20 fencing (r{FENCED_RESOURCE} through a fenced manager): {} grants with a token \
+         (range {}), {} without, {} tokens on other resources; ordered pairs compared {}, \
+         token violations {} ({} pairs); leases with another token than their guard's {}; \
+         counters after the run {} ({} at or above the highest token); fenced managers \
+         replaced after a lock-out {}\n\
+         \x20 lock_within: {}\n\
+         \x20 calls per resource: {}\n\
          \x20 lock failures: {}\n\
+         \x20 lock_within failures: {}\n\
          \x20 node causes behind outage/mixed failures: {}\n\
          \x20 extends: {}\n\
          \x20 endings: {}\n\
@@ -1067,9 +1391,30 @@ fn chaos_mutual_exclusion_under_faults() {
         per_resource.join(" "),
         acqs.len(),
         vias.join(" "),
-        tokens,
-        token_inversions.len(),
+        tokens.fenced,
+        tokens
+            .range
+            .map_or_else(|| "-".to_owned(), |(lo, hi)| format!("{lo}..{hi}")),
+        tokens.missing.len(),
+        tokens.unexpected.len(),
+        tokens.ordered_pairs,
+        tokens.violating_grants,
+        tokens.violating_pairs,
+        lease_tokens_differing,
+        counters_text.join(" "),
+        counters_at_highest,
+        counts
+            .0
+            .get("fenced-manager.replaced-after-lock-out")
+            .copied()
+            .unwrap_or(0),
+        wait_stats.line(),
+        (0..RESOURCES)
+            .map(|r| format!("r{r}: {}", counts.list(&format!("r{r}."))))
+            .collect::<Vec<_>>()
+            .join("; "),
         counts.list("lock."),
+        counts.list("within."),
         counts.list("node."),
         counts.list("extend."),
         endings.join(" "),

@@ -10,6 +10,9 @@
 //! with more than 50 ms left. Once a loss is seen it stops working and looks 2 – 5 more
 //! times (stickiness), then, or when the planned hold is over, it audits the nodes and
 //! releases (85 %) or drops (15 %) the lease.
+//!
+//! Leases are taken like the other acquisitions (by `lock()` or `lock_within()`, through the
+//! fenced manager for the fenced resource); the lease must report the guard's token.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -79,29 +82,20 @@ impl Looker<'_> {
     }
 }
 
-/// Keeps a granted lock alive as a lease, works under it, lets it go. Returns the record.
-#[allow(clippy::too_many_arguments)]
+/// Keeps a granted lock alive as a lease, works under it, lets it go. `acq` is the grant's
+/// record (times, path, token); returns it completed.
 pub fn hold_lease(
     guard: LockGuard<String>,
-    resource: usize,
-    (ttl_ms, requested): (u64, Ns),
-    seq: u64,
+    mut acq: Acquisition,
     spec: &WorkerSpec,
     rng: &mut Rng,
     (counter, auditor): (&mut Raw, &mut Auditor),
     counts: &mut Counts,
 ) -> Acquisition {
     let clock = spec.clock;
-    let granted_at = Instant::now();
-    let granted = clock.ns(granted_at);
-    let valid_until = clock.ns(guard.valid_until());
-    let mut acq = Acquisition::new(
-        &spec.owner,
-        seq,
-        resource,
-        ttl_ms,
-        (requested, granted, valid_until),
-    );
+    let (resource, ttl_ms, granted, valid_until) =
+        (acq.resource, acq.ttl_ms, acq.granted, acq.valid_until);
+    let granted_at = clock.instant(granted);
     let ttl = Duration::from_millis(ttl_ms);
     let every = if rng.chance(500) { ttl / 4 } else { ttl / 3 };
     let cap = rng
@@ -116,6 +110,11 @@ pub fn hold_lease(
         .min(MAX_HOLD_TIME);
     let until = (granted_at + planned).min(spec.end);
     let lease = guard.keep_alive(options);
+    // The lease carries the guard's token (the fencing line checks the token recorded from
+    // the guard).
+    if lease.token() != acq.token {
+        counts.bump("token.lease-differs");
+    }
 
     let mut looker = Looker {
         lease: &lease,

@@ -314,9 +314,10 @@ pub struct Acquisition {
     pub seq: u64,
     pub resource: usize,
     pub ttl_ms: u64,
-    /// Just before `lock()` was called (a long call had failed attempts before the grant).
+    /// Just before `lock()` / `lock_within()` was called: the call start, before its first
+    /// command was sent (a long call had failed attempts before the grant).
     pub requested: Ns,
-    /// Just after `lock()` returned the guard.
+    /// Just after `lock()` / `lock_within()` returned the guard.
     pub granted: Ns,
     /// `guard.valid_until()` at that moment.
     pub valid_until: Ns,
@@ -337,8 +338,14 @@ pub struct Acquisition {
     pub overran: bool,
     /// The call that granted the lock.
     pub via: Via,
-    /// The grant's fencing token, once the library hands them out.
+    /// The grant's fencing token (`guard.token()`; only grants through a fenced manager
+    /// have one).
     pub token: Option<u64>,
+    /// The `max_wait` of a grant by `lock_within`.
+    pub max_wait_ms: Option<u64>,
+    /// The lock's value (hex, unique per acquisition): to follow its keys on the nodes
+    /// (`monitor.rs`). Empty when unknown.
+    pub value: String,
     /// Set when the guard was kept alive as a lease: what its holder saw.
     pub lease: Option<LeaseRecord>,
 }
@@ -371,6 +378,8 @@ impl Acquisition {
             overran: false,
             via: Via::Lock,
             token: None,
+            max_wait_ms: None,
+            value: String::new(),
             lease: None,
         }
     }
@@ -478,7 +487,7 @@ impl Acquisition {
 
     /// One line, `CHAOS|acq|...`, parsed back by [`Acquisition::from_line`]: 15 positional
     /// fields, then optional `name=value` fields for what not every record has (`via=` when
-    /// not `lock`, `token=`, `lease=`). A new optional part is one more name here and in
+    /// not `lock`, `token=`, `wait=`, `value=`, `lease=`). A new optional part is one more name here and in
     /// [`Acquisition::from_line`].
     pub fn to_line(&self) -> String {
         let opt = |v: Option<Ns>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
@@ -528,6 +537,12 @@ impl Acquisition {
         }
         if let Some(token) = self.token {
             let _ = write!(out, "|token={token}");
+        }
+        if let Some(ms) = self.max_wait_ms {
+            let _ = write!(out, "|wait={ms}");
+        }
+        if !self.value.is_empty() {
+            let _ = write!(out, "|value={}", self.value);
         }
         if let Some(lease) = &self.lease {
             let _ = write!(out, "|lease={}", lease.to_field());
@@ -583,12 +598,16 @@ impl Acquisition {
             audit_end: Audit::from_field(f[14])?,
             via: Via::Lock,
             token: None,
+            max_wait_ms: None,
+            value: String::new(),
             lease: None,
         };
         for field in &f[15..] {
             match field.split_once('=')? {
                 ("via", name) => acq.via = Via::from_name(name)?,
                 ("token", token) => acq.token = Some(token.parse().ok()?),
+                ("wait", ms) => acq.max_wait_ms = Some(ms.parse().ok()?),
+                ("value", value) => acq.value = value.to_owned(),
                 ("lease", lease) => acq.lease = Some(LeaseRecord::from_field(lease)?),
                 _ => return None,
             }
@@ -853,6 +872,12 @@ mod tests {
             ok: true,
             not_held: 0,
         });
+        assert_eq!(Acquisition::from_line(&a.to_line()), Some(a.clone()));
+        a.via = Via::Within;
+        a.token = Some(42);
+        a.max_wait_ms = Some(750);
+        assert!(a.to_line().ends_with("|via=within|token=42|wait=750"));
+        a.value = "0123456789abcdef0123456789abcdef".to_owned();
         assert_eq!(Acquisition::from_line(&a.to_line()), Some(a.clone()));
         a.extensions.clear();
         a.release_start = None;
