@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 
 use crate::error::{NodeError, Phase, ProtocolError, ServerError};
-use crate::identity::{parse_info, Seen};
+use crate::identity::{parse_aof, parse_info, Seen};
 use crate::resp::{self, Limits, Reply, Status};
 use crate::stream::Stream;
 use crate::url::{NodeAddr, Transport};
@@ -92,8 +92,11 @@ pub(crate) struct Conn {
     stale: u32,
     /// Replies owed ahead of the identity reply (the scripts loaded on connect).
     preamble: u32,
-    /// `INFO server` went out after the preamble and its reply has not been read.
-    info_pending: bool,
+    /// Identity replies not read yet, after the preamble: `INFO persistence` (with fencing),
+    /// then `INFO server`, always last.
+    identity_left: u8,
+    /// What `INFO persistence` said, until the `INFO server` reply completes the [`Seen`].
+    aof: Option<bool>,
     /// What that reply said, until [`Conn::take_seen`].
     seen: Option<Option<Seen>>,
     read_timeout: Option<Duration>,
@@ -104,6 +107,14 @@ pub(crate) struct Conn {
     last_active: Instant,
     /// The last reply awaited on this connection timed out, and none has been read since.
     lagging: bool,
+}
+
+/// What an identity reply said.
+enum Said {
+    /// `INFO server`: who the node is, if it said.
+    Server(Option<Seen>),
+    /// `INFO persistence`: whether it keeps an append-only file, if it said.
+    Persistence(Option<bool>),
 }
 
 impl Conn {
@@ -153,7 +164,8 @@ impl Conn {
             write_buf: Vec::with_capacity(INITIAL_BUFFER),
             stale: 0,
             preamble: 0,
-            info_pending: false,
+            identity_left: 0,
+            aof: None,
             seen: None,
             read_timeout: None,
             write_timeout: None,
@@ -219,14 +231,15 @@ impl Conn {
 
     /// Replies that will be read and set aside before the next one is handed out.
     pub fn stale(&self) -> u32 {
-        self.stale + self.preamble + u32::from(self.info_pending)
+        self.stale + self.preamble + u32::from(self.identity_left)
     }
 
-    /// Records that the commands already queued were `preloads` unanswered script loads and
-    /// then one `INFO server`, whose reply is kept for [`Conn::take_seen`] when it is read.
-    pub fn expect_identity(&mut self, preloads: u32) {
+    /// Records that the commands already queued were `preloads` unanswered script loads, then
+    /// `INFO persistence` when `persistence`, then `INFO server`: what they say is kept for
+    /// [`Conn::take_seen`] once the last has been read.
+    pub fn expect_identity(&mut self, preloads: u32, persistence: bool) {
         self.preamble = self.preamble.saturating_add(preloads);
-        self.info_pending = true;
+        self.identity_left = 1 + u8::from(persistence);
     }
 
     /// What the node said about itself in `INFO server`, once that reply has been read (and
@@ -240,23 +253,37 @@ impl Conn {
         self.stale = self.stale.saturating_add(count);
     }
 
-    /// The identity a reply carries, when it is the awaited `INFO server` reply.
-    fn identity_in(&self, reply: Reply<'_>) -> Option<Option<Seen>> {
-        (self.preamble == 0 && self.info_pending).then(|| match reply {
-            Reply::Bulk(Some(text)) => parse_info(text),
-            // An ACL user may not run INFO: such a node is simply not identified.
+    /// What a reply says about the node, when it is an awaited identity reply.
+    fn identity_in(&self, reply: Reply<'_>) -> Option<Said> {
+        if self.preamble > 0 || self.identity_left == 0 {
+            return None;
+        }
+        // An ACL user may not run INFO: such a node is simply not identified.
+        let text = match reply {
+            Reply::Bulk(Some(text)) => Some(text),
             _ => None,
+        };
+        Some(match self.identity_left {
+            1 => Said::Server(text.and_then(parse_info)),
+            _ => Said::Persistence(text.and_then(parse_aof)),
         })
     }
 
-    /// Sets aside the next reply, which nobody waits for (`stale() > 0`): a preamble reply, the
-    /// identity reply (its content, `identity`, is kept), or a stale one.
-    fn set_aside(&mut self, identity: Option<Option<Seen>>, used: usize) {
+    /// Sets aside the next reply, which nobody waits for (`stale() > 0`): a preamble reply, an
+    /// identity reply (what it `said` is kept), or a stale one.
+    fn set_aside(&mut self, said: Option<Said>, used: usize) {
         if self.preamble > 0 {
             self.preamble -= 1;
-        } else if self.info_pending {
-            self.info_pending = false;
-            self.seen = identity;
+        } else if self.identity_left > 0 {
+            self.identity_left -= 1;
+            match said {
+                Some(Said::Persistence(aof)) => self.aof = aof,
+                Some(Said::Server(seen)) => {
+                    let aof = self.aof.take();
+                    self.seen = Some(seen.map(|seen| Seen { aof, ..seen }));
+                }
+                None => debug_assert!(false, "an identity reply was not recognised"),
+            }
         } else {
             self.stale = self.stale.saturating_sub(1);
         }

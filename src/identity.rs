@@ -1,13 +1,15 @@
 //! Who a node is: the `run_id` and uptime it reports in `INFO server`, read on every new
-//! connection before the first command, and what follows from them.
+//! connection before the first command (with fencing, `aof_enabled` from `INFO persistence`
+//! too), and what follows from them.
 //!
 //! Contract (pure; the clock comes in as a parameter):
-//! - A node whose `run_id` changed has restarted and may have lost keys and fencing counters:
-//!   it is *quarantined* (no vote on grants, releases still go out) until it has been up for
-//!   the configured window, and, for fencing, trusted again only for the resources whose
-//!   counter has been re-seeded from a quorum since ([`Identity::seeded`]).
-//! - A node first seen with an uptime below the window gets the same treatment: it may have
-//!   restarted just before this process met it.
+//! - A node whose `run_id` changed has restarted and may have lost keys: it is *quarantined*
+//!   (no vote on grants, releases still go out) until it has been up for the configured
+//!   window. A node first seen with an uptime below the window gets the same treatment: it
+//!   may have restarted just before this process met it.
+//! - For fencing, such a node's counters are trusted at once when it reports AOF enabled (the
+//!   documented assumption, `appendfsync always`, then keeps them); otherwise only for the
+//!   resources whose counter has been re-seeded from a quorum since ([`Identity::seeded`]).
 //! - A client that never saw a node's old `run_id` and meets it after the window cannot tell
 //!   that it restarted: that case is only covered by persistence (see SAFETY.md).
 //! - Duplicate detection compares `run_id`s across the configured nodes (`nodes.rs`).
@@ -15,11 +17,32 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-/// What `INFO server` says about a node.
+/// What `INFO server` (and, with fencing, `INFO persistence`) says about a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Seen {
     pub run_id: Vec<u8>,
     pub uptime: Duration,
+    /// `aof_enabled` from `INFO persistence`; `None` when not asked or not said.
+    pub aof: Option<bool>,
+}
+
+impl Seen {
+    /// True when the node says it keeps an append-only file: a restart then loses no
+    /// acknowledged write, under the documented `appendfsync always`.
+    pub fn keeps_writes(&self) -> bool {
+        self.aof == Some(true)
+    }
+}
+
+/// Reads `aof_enabled` from the text of `INFO persistence`.
+pub(crate) fn parse_aof(text: &[u8]) -> Option<bool> {
+    text.split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .find_map(|line| match line.strip_prefix(b"aof_enabled:") {
+            Some(b"1") => Some(true),
+            Some(b"0") => Some(false),
+            _ => None,
+        })
 }
 
 /// Reads `run_id` and `uptime_in_seconds` from the text of `INFO server` (`key:value` lines).
@@ -41,6 +64,7 @@ pub(crate) fn parse_info(text: &[u8]) -> Option<Seen> {
     Some(Seen {
         run_id: run_id?,
         uptime: uptime?,
+        aof: None,
     })
 }
 
@@ -49,8 +73,8 @@ pub(crate) fn parse_info(text: &[u8]) -> Option<Seen> {
 pub(crate) struct Identity {
     run_id: Option<Vec<u8>>,
     quarantined_until: Option<Instant>,
-    /// `None`: trusted for fencing on every resource. `Some(set)`: restarted, or young when
-    /// first seen: trusted only for the resources re-seeded since.
+    /// `None`: trusted for fencing on every resource. `Some(set)`: restarted (or young when
+    /// first seen) without AOF: trusted only for the resources re-seeded since.
     seeded: Option<HashSet<Vec<u8>>>,
 }
 
@@ -79,7 +103,7 @@ impl Identity {
             Change::First | Change::Restarted => {
                 self.run_id = Some(seen.run_id.clone());
                 self.quarantined_until = young.then(|| now + (window - seen.uptime));
-                if change == Change::Restarted || young {
+                if (change == Change::Restarted || young) && !seen.keeps_writes() {
                     self.seeded = Some(HashSet::new());
                 }
             }
@@ -121,13 +145,58 @@ mod tests {
         Seen {
             run_id: id.as_bytes().to_vec(),
             uptime: Duration::from_secs(uptime_s),
+            aof: None,
         }
+    }
+
+    fn with_aof(id: &str, uptime_s: u64) -> Seen {
+        Seen {
+            aof: Some(true),
+            ..seen(id, uptime_s)
+        }
+    }
+
+    #[test]
+    fn info_persistence_gives_aof_enabled() {
+        let on = b"# Persistence\r\nloading:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\n";
+        assert_eq!(parse_aof(on), Some(true));
+        assert_eq!(parse_aof(b"aof_enabled:0\r\n"), Some(false));
+        assert_eq!(parse_aof(b"aof_enabled:yes\r\n"), None);
+        assert_eq!(parse_aof(b"# Persistence\r\nloading:0\r\n"), None);
+    }
+
+    #[test]
+    fn a_restart_with_aof_keeps_fencing_trust_and_one_without_loses_it() {
+        let window = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let mut node = Identity::default();
+        node.observe(&with_aof("a", 1000), t0, window);
+        assert_eq!(
+            node.observe(&with_aof("b", 1), t0, window),
+            Change::Restarted
+        );
+        assert!(node.fence_trusted(b"r"), "AOF kept the counters");
+        assert!(
+            node.quarantined(t0),
+            "the quarantine of grants is the user's setting, AOF or not"
+        );
+        node.observe(&seen("c", 1), t0, window);
+        assert!(!node.fence_trusted(b"r"), "no AOF: distrusted");
+        // A later restart with AOF does not vouch for what the one without lost.
+        node.observe(&with_aof("d", 1), t0, window);
+        assert!(!node.fence_trusted(b"r"));
+        node.seeded(b"r");
+        assert!(node.fence_trusted(b"r"));
+        let mut young = Identity::default();
+        young.observe(&with_aof("a", 1), t0, window);
+        assert!(young.fence_trusted(b"r"));
     }
 
     #[test]
     fn info_server_gives_run_id_and_uptime() {
         let text = b"# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\nuptime_in_seconds:42\r\n";
         assert_eq!(parse_info(text), Some(seen("abc123", 42)));
+        assert_eq!(parse_info(text).map(|s| s.keeps_writes()), Some(false));
         assert_eq!(parse_info(b"# Server\r\nrun_id:abc\r\n"), None);
         assert_eq!(parse_info(b"uptime_in_seconds:x\r\nrun_id:abc\r\n"), None);
         assert_eq!(parse_info(b"+OK"), None);

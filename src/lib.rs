@@ -2,9 +2,10 @@
 //!
 //! The crate speaks RESP2 itself over TCP, TLS (feature `tls`) or Unix sockets ([`resp`] is a
 //! strict, bounded, zero-copy codec) and sends only `SET NX PX`, `PTTL`, `EVALSHA`,
-//! `SCRIPT LOAD`, `INFO server`, `SUBSCRIBE`/`UNSUBSCRIBE` (for waiters), `AUTH`, `SELECT` and,
-//! over TLS without either, one `PING` per connection. Its runtime dependencies with default
-//! features are `rand` (for the operating system's random generator) and `socket2`.
+//! `SCRIPT LOAD`, `INFO server` (and `INFO persistence` with fencing), `SUBSCRIBE` and
+//! `UNSUBSCRIBE` (for waiters), `AUTH`, `SELECT` and, over TLS without either, one `PING` per
+//! connection. Its runtime dependencies with default features are `rand` (for the operating
+//! system's random generator) and `socket2`.
 //!
 //! ```no_run
 //! use std::time::Duration;

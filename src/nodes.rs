@@ -74,6 +74,9 @@ pub(crate) struct Nodes {
     quarantine: Duration,
     /// The scripts every new connection loads (the fencing ones only with fencing).
     preload: &'static [Script],
+    /// New connections ask `INFO persistence` too (with fencing: a restarted node that keeps
+    /// an append-only file keeps its counters).
+    ask_persistence: bool,
     /// Serialises identity checks, so two names of one server are never both admitted.
     identities: Mutex<()>,
     /// Turns host names into addresses (the system resolver unless configured).
@@ -113,6 +116,7 @@ impl Nodes {
             } else {
                 script::UNFENCED
             },
+            ask_persistence: fencing,
             identities: Mutex::new(()),
             resolver: resolver.unwrap_or_default(),
         }
@@ -257,9 +261,9 @@ impl Nodes {
     ///
     /// Every script goes ahead of the first command, unanswered (their replies are skipped):
     /// an EVALSHA on this connection then finds its script even when nobody waits to see a
-    /// NOSCRIPT, as for a release queued behind a SET on a paused node. Then `INFO server`,
-    /// whose reply is read before the first command's and tells who the node is
-    /// ([`Nodes::identify`]). Nothing is waited for here: a slow node costs no extra round trip.
+    /// NOSCRIPT, as for a release queued behind a SET on a paused node. Then (with fencing)
+    /// `INFO persistence` and `INFO server`, whose replies are read before the first command's
+    /// and tell who the node is and whether it keeps an append-only file ([`Nodes::identify`]). Nothing is waited for here: a slow node costs no extra round trip.
     fn dial(&self, target: &Node) -> Result<Box<Conn>, NodeError> {
         let now = Instant::now();
         if let Some(error) = target.health.backing_off(now) {
@@ -281,8 +285,12 @@ impl Nodes {
                 for loaded in self.preload {
                     conn.queue(&[b"SCRIPT", b"LOAD", loaded.source.as_bytes()]);
                 }
+                if self.ask_persistence {
+                    conn.queue(&[b"INFO", b"persistence"]);
+                }
                 conn.queue(&[b"INFO", b"server"]);
-                conn.expect_identity(u32::try_from(self.preload.len()).unwrap_or(u32::MAX));
+                let preloads = u32::try_from(self.preload.len()).unwrap_or(u32::MAX);
+                conn.expect_identity(preloads, self.ask_persistence);
                 Ok(Box::new(conn))
             }
             Err(error) => {
@@ -322,7 +330,7 @@ impl Nodes {
         let now = Instant::now();
         let mut identity = lock(&target.health.identity);
         let change = identity.observe(seen, now, self.quarantine);
-        let distrusted = fenced && change == Change::Restarted;
+        let distrusted = fenced && change == Change::Restarted && !seen.keeps_writes();
         if locking && (distrusted || identity.quarantined(now)) {
             return Err(NodeError::Quarantined);
         }

@@ -18,10 +18,9 @@
 //! Each process has two managers with the same settings (node timeout 50 ms, 3 retries, 40 ms
 //! delay + up to 80 ms jitter): a plain one, and one built with `fencing(true)` through which
 //! resource 2, and only it, is always taken (plain locks and leases alike), so that every
-//! grant of it has a token and tokens are drawn from one counter per node. A fenced manager
-//! that has distrusted a majority of the nodes since their restarts can never grant again;
-//! the worker that sees it replaces it with a new one, as an operator would (see
-//! [`Managers`]).
+//! grant of it has a token and tokens are drawn from one counter per node. Both live for the
+//! whole run: every node keeps an append-only file, so restarts never make the fenced manager
+//! distrust a counter, and a fenced call refused for one is a failure of the run.
 //!
 //! Each worker loops until the end time: pick a resource, whether this will be a lease (three
 //! times in ten) and a ttl (300 ms – 2 s; leases 300 – 800 ms), and whether to wait for it
@@ -122,7 +121,7 @@ mod nemesis;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -194,60 +193,29 @@ fn counter_key(resource: usize) -> String {
 /// The lock managers of a process's workers: the fenced one takes [`FENCED_RESOURCE`], the
 /// plain one the others. Same settings otherwise.
 ///
-/// A fenced manager distrusts a node's counter from the moment it sees the node restarted
-/// until a fenced grant re-seeds it, and a grant needs a quorum of trusted counters: once it
-/// has seen a majority of the nodes restart, each before a grant re-seeded it, it can never
-/// grant again (SAFETY.md, "Restarts": recovering is an operator's decision, since a majority
-/// may have lost its counters). With a restart every couple of seconds that happens within
-/// the first quarter of a run. Here every node keeps its counters (AOF `always`), so the
-/// worker that sees the lock-out does what the operator would: it replaces the manager with a
-/// new one, which trusts the nodes as it first meets them. The lock-out is read from the
-/// error: the last round had more than a minority of the nodes `Quarantined`
-/// (`restart_quarantine` is off, so only the distrusted counters give that). Tokens keep
-/// increasing across the replacement because the counters never go back, which is what the
-/// token check then relies on.
+/// A fenced manager distrusts the counters of a node it saw restart without an append-only
+/// file, until a fenced grant re-seeds them; a node with AOF keeps their trust (SAFETY.md,
+/// "Restarts"). Every node here runs AOF `always`, so `restart_quarantine` being off, no call
+/// may fail with a node `Quarantined`: one that does is reported.
 struct Managers {
-    urls: Vec<String>,
     plain: Arc<Redlock>,
-    fenced: Mutex<Arc<Redlock>>,
+    fenced: Arc<Redlock>,
 }
 
 impl Managers {
     fn new(urls: &[String]) -> Managers {
         Managers {
-            urls: urls.to_vec(),
             plain: Arc::new(build_dlm(urls, false)),
-            fenced: Mutex::new(Arc::new(build_dlm(urls, true))),
+            fenced: Arc::new(build_dlm(urls, true)),
         }
     }
 
     fn for_resource(&self, resource: usize) -> Arc<Redlock> {
         if resource == FENCED_RESOURCE {
-            Arc::clone(&self.fenced.lock().unwrap_or_else(PoisonError::into_inner))
+            Arc::clone(&self.fenced)
         } else {
             Arc::clone(&self.plain)
         }
-    }
-
-    /// After `failed` (a call on `manager`): when the error shows a fenced manager locked
-    /// out, replaces it (once, whichever worker sees it first). True when it did.
-    fn replace_if_locked_out(&self, manager: &Arc<Redlock>, failed: &Error) -> bool {
-        let Error::NotAcquired { failures, .. } = failed else {
-            return false;
-        };
-        let barred = failures
-            .iter()
-            .filter(|f| matches!(f.error, NodeError::Quarantined))
-            .count();
-        if barred < NODES - NODES / 2 {
-            return false;
-        }
-        let mut fenced = self.fenced.lock().unwrap_or_else(PoisonError::into_inner);
-        if !Arc::ptr_eq(&fenced, manager) {
-            return false;
-        }
-        *fenced = Arc::new(build_dlm(&self.urls, true));
-        true
     }
 }
 
@@ -469,9 +437,6 @@ fn run_worker(dlm: &Managers, spec: &WorkerSpec) -> WorkerLog {
                         log.counts
                             .bump(format!("r{resource}.failed-with-a-node-barred"));
                     }
-                }
-                if resource == FENCED_RESOURCE && dlm.replace_if_locked_out(&manager, &e) {
-                    log.counts.bump("fenced-manager.replaced-after-lock-out");
                 }
                 let prefix = if max_wait.is_some() { "within" } else { "lock" };
                 classify_lock_error(&e, prefix, &mut log.counts);
@@ -1248,6 +1213,17 @@ fn chaos_mutual_exclusion_under_faults() {
             ));
         }
     }
+    let barred_fenced_calls = counts
+        .0
+        .get(&format!("r{FENCED_RESOURCE}.failed-with-a-node-barred"))
+        .copied()
+        .unwrap_or(0);
+    if barred_fenced_calls > 0 {
+        problems.push(format!(
+            "{barred_fenced_calls} fenced calls failed with a node barred (Quarantined), though \
+             every node keeps an append-only file: a restart made the manager distrust a counter"
+        ));
+    }
     if !wait_stats.early.is_empty() {
         let mut text = format!(
             "{} lock_within() calls failed before their max_wait had passed",
@@ -1369,8 +1345,8 @@ fn chaos_mutual_exclusion_under_faults() {
          \x20 fencing (r{FENCED_RESOURCE} through a fenced manager): {} grants with a token \
          (range {}), {} without, {} tokens on other resources; ordered pairs compared {}, \
          token violations {} ({} pairs); leases with another token than their guard's {}; \
-         counters after the run {} ({} at or above the highest token); fenced managers \
-         replaced after a lock-out {}\n\
+         counters after the run {} ({} at or above the highest token); fenced calls failed \
+         with a node barred {}\n\
          \x20 lock_within: {}\n\
          \x20 calls per resource: {}\n\
          \x20 lock failures: {}\n\
@@ -1403,11 +1379,7 @@ fn chaos_mutual_exclusion_under_faults() {
         lease_tokens_differing,
         counters_text.join(" "),
         counters_at_highest,
-        counts
-            .0
-            .get("fenced-manager.replaced-after-lock-out")
-            .copied()
-            .unwrap_or(0),
+        barred_fenced_calls,
         wait_stats.line(),
         (0..RESOURCES)
             .map(|r| format!("r{r}: {}", counts.list(&format!("r{r}."))))

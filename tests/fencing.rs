@@ -202,6 +202,28 @@ fn tokens_survive_a_kill_and_restart_with_aof() {
     check_order(&all);
 }
 
+/// Nodes that keep an append-only file keep their counters across restarts. A rolling restart
+/// of every node, with grants of another resource in between (so the manager meets each
+/// restarted node), leaves the manager able to grant this one, tokens still increasing. Before,
+/// a restarted node was distrusted for every resource until a grant of that resource re-seeded
+/// it, and a grant needs a quorum of trusted nodes: the rolling restart locked the manager out
+/// of this resource for good.
+#[test]
+fn a_rolling_restart_with_aof_never_locks_a_manager_out() {
+    let mut cluster = Cluster::start_with(3, &RedisOptions::new().aof(true));
+    let dlm = fenced(&cluster.urls());
+    let mut all = grants(&dlm, "fence:rolling", 5);
+    let mut other = Vec::new();
+    for i in 0..3 {
+        cluster[i].kill();
+        cluster[i].restart();
+        other.extend(grants(&dlm, "fence:rolling-other", 2));
+    }
+    all.extend(grants(&dlm, "fence:rolling", 5));
+    check_order(&all);
+    check_order(&other);
+}
+
 /// A node that restarts empty has lost its counter. It is barred from round 1 until a round 2
 /// has raised its counter again, so tokens keep increasing. Two of three restarting empty
 /// leave no quorum of trusted counters: the grant fails rather than hand out a smaller token.
