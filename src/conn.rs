@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 
 use crate::error::{NodeError, Phase, ProtocolError, ServerError};
-use crate::identity::{parse_aof, parse_info, Seen};
+use crate::identity::{parse_info, parse_persistence, Persistence, Seen};
 use crate::resp::{self, Limits, Reply, Status};
 use crate::stream::Stream;
 use crate::url::{NodeAddr, Transport};
@@ -96,7 +96,7 @@ pub(crate) struct Conn {
     /// then `INFO server`, always last.
     identity_left: u8,
     /// What `INFO persistence` said, until the `INFO server` reply completes the [`Seen`].
-    aof: Option<bool>,
+    persistence: Persistence,
     /// What that reply said, until [`Conn::take_seen`].
     seen: Option<Option<Seen>>,
     read_timeout: Option<Duration>,
@@ -113,8 +113,8 @@ pub(crate) struct Conn {
 enum Said {
     /// `INFO server`: who the node is, if it said.
     Server(Option<Seen>),
-    /// `INFO persistence`: whether it keeps an append-only file, if it said.
-    Persistence(Option<bool>),
+    /// `INFO persistence`: whether it keeps an append-only file, and whether it is loading.
+    Persistence(Persistence),
 }
 
 impl Conn {
@@ -165,7 +165,7 @@ impl Conn {
             stale: 0,
             preamble: 0,
             identity_left: 0,
-            aof: None,
+            persistence: Persistence::default(),
             seen: None,
             read_timeout: None,
             write_timeout: None,
@@ -265,7 +265,7 @@ impl Conn {
         };
         Some(match self.identity_left {
             1 => Said::Server(text.and_then(parse_info)),
-            _ => Said::Persistence(text.and_then(parse_aof)),
+            _ => Said::Persistence(text.map(parse_persistence).unwrap_or_default()),
         })
     }
 
@@ -277,10 +277,13 @@ impl Conn {
         } else if self.identity_left > 0 {
             self.identity_left -= 1;
             match said {
-                Some(Said::Persistence(aof)) => self.aof = aof,
+                Some(Said::Persistence(said)) => self.persistence = said,
                 Some(Said::Server(seen)) => {
-                    let aof = self.aof.take();
-                    self.seen = Some(seen.map(|seen| Seen { aof, ..seen }));
+                    let persistence = std::mem::take(&mut self.persistence);
+                    self.seen = Some(seen.map(|seen| Seen {
+                        persistence,
+                        ..seen
+                    }));
                 }
                 None => debug_assert!(false, "an identity reply was not recognised"),
             }

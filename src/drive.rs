@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::command::{script_loaded, Exchange};
 use crate::conn::Conn;
 use crate::error::{NodeError, Phase};
-use crate::nodes::Call;
+use crate::nodes::{Call, Refusal};
 use crate::quorum::{NodeSet, MAX_NODES};
 use crate::round::{Answer, Outcome, Round, Setup, Step, Wait};
 
@@ -108,7 +108,8 @@ impl Call<'_> {
                     };
                     match identified.map(|()| nodes.get(node).and_then(|n| n.health.alias())) {
                         _ if matches!(answer, Answer::Broken(_)) => answer,
-                        Err(error) | Ok(Some(error)) => Answer::Failed(error),
+                        Err(Refusal::Reconnect(error)) => Answer::Broken(error),
+                        Err(Refusal::Vote(error)) | Ok(Some(error)) => Answer::Failed(error),
                         Ok(None) => answer,
                     }
                 }

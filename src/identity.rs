@@ -18,31 +18,45 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// What `INFO server` (and, with fencing, `INFO persistence`) says about a node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Seen {
     pub run_id: Vec<u8>,
     pub uptime: Duration,
-    /// `aof_enabled` from `INFO persistence`; `None` when not asked or not said.
+    /// What `INFO persistence` said; the default when not asked.
+    pub persistence: Persistence,
+}
+
+/// What `INFO persistence` says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Persistence {
+    /// `aof_enabled`, when said.
     pub aof: Option<bool>,
+    /// `loading:1`: the node is still loading its data, and reports `aof_enabled:0` until it
+    /// is done, so whether it keeps an append-only file cannot be told yet.
+    pub loading: bool,
 }
 
 impl Seen {
     /// True when the node says it keeps an append-only file: a restart then loses no
     /// acknowledged write, under the documented `appendfsync always`.
     pub fn keeps_writes(&self) -> bool {
-        self.aof == Some(true)
+        !self.persistence.loading && self.persistence.aof == Some(true)
     }
 }
 
-/// Reads `aof_enabled` from the text of `INFO persistence`.
-pub(crate) fn parse_aof(text: &[u8]) -> Option<bool> {
-    text.split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .find_map(|line| match line.strip_prefix(b"aof_enabled:") {
-            Some(b"1") => Some(true),
-            Some(b"0") => Some(false),
-            _ => None,
-        })
+/// Reads `aof_enabled` and `loading` from the text of `INFO persistence`.
+pub(crate) fn parse_persistence(text: &[u8]) -> Persistence {
+    let mut said = Persistence::default();
+    for line in text.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line {
+            b"aof_enabled:1" => said.aof = Some(true),
+            b"aof_enabled:0" => said.aof = Some(false),
+            b"loading:1" => said.loading = true,
+            _ => {}
+        }
+    }
+    said
 }
 
 /// Reads `run_id` and `uptime_in_seconds` from the text of `INFO server` (`key:value` lines).
@@ -64,7 +78,7 @@ pub(crate) fn parse_info(text: &[u8]) -> Option<Seen> {
     Some(Seen {
         run_id: run_id?,
         uptime: uptime?,
-        aof: None,
+        persistence: Persistence::default(),
     })
 }
 
@@ -145,24 +159,40 @@ mod tests {
         Seen {
             run_id: id.as_bytes().to_vec(),
             uptime: Duration::from_secs(uptime_s),
-            aof: None,
+            persistence: Persistence::default(),
         }
     }
 
     fn with_aof(id: &str, uptime_s: u64) -> Seen {
         Seen {
-            aof: Some(true),
+            persistence: Persistence {
+                aof: Some(true),
+                loading: false,
+            },
             ..seen(id, uptime_s)
         }
     }
 
     #[test]
-    fn info_persistence_gives_aof_enabled() {
+    fn info_persistence_gives_aof_enabled_and_loading() {
         let on = b"# Persistence\r\nloading:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\n";
-        assert_eq!(parse_aof(on), Some(true));
-        assert_eq!(parse_aof(b"aof_enabled:0\r\n"), Some(false));
-        assert_eq!(parse_aof(b"aof_enabled:yes\r\n"), None);
-        assert_eq!(parse_aof(b"# Persistence\r\nloading:0\r\n"), None);
+        assert_eq!(
+            parse_persistence(on),
+            Persistence {
+                aof: Some(true),
+                loading: false
+            }
+        );
+        assert_eq!(parse_persistence(b"aof_enabled:0\r\n").aof, Some(false));
+        assert_eq!(parse_persistence(b"aof_enabled:yes\r\n").aof, None);
+        // Redis 7.0 while it loads an append-only file: aof_enabled is 0 until it is done.
+        let loading = parse_persistence(b"loading:1\r\naof_enabled:0\r\n");
+        assert!(loading.loading);
+        let seen = Seen {
+            persistence: loading,
+            ..seen("a", 0)
+        };
+        assert!(!seen.keeps_writes());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, ReplyBounds};
-use crate::error::NodeError;
+use crate::error::{NodeError, ServerError};
 use crate::health::Health;
 use crate::identity::{Change, Seen};
 use crate::pool::{Pool, Ticket};
@@ -304,14 +304,16 @@ impl Nodes {
     /// Marks it as an alias when another configured node is the same server (its votes never
     /// count, and it is sent no new lock; releases still reach it). In a round that takes a
     /// lock, refuses its vote while it is quarantined, and in a fenced one right after a
-    /// restart (its counter cannot be trusted until it is re-seeded).
+    /// restart (its counter cannot be trusted until it is re-seeded, unless it keeps an
+    /// append-only file). A node still loading its data cannot say whether it keeps one: its
+    /// answer does not count and the connection is closed, so that the next one asks again.
     pub fn identify(
         &self,
         node: usize,
         seen: &Seen,
         locking: bool,
         fenced: bool,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), Refusal> {
         let Some(target) = self.list.get(node) else {
             return Ok(());
         };
@@ -323,19 +325,32 @@ impl Nodes {
                     addr: named.addr.to_string(),
                 };
                 target.health.set_alias(Some(error.clone()));
-                return Err(error);
+                return Err(Refusal::Vote(error));
             }
         }
         target.health.set_alias(None);
+        if seen.persistence.loading {
+            let loading = ServerError::from_line(b"LOADING the node reported loading:1");
+            return Err(Refusal::Reconnect(NodeError::Server(loading)));
+        }
         let now = Instant::now();
         let mut identity = lock(&target.health.identity);
         let change = identity.observe(seen, now, self.quarantine);
         let distrusted = fenced && change == Change::Restarted && !seen.keeps_writes();
         if locking && (distrusted || identity.quarantined(now)) {
-            return Err(NodeError::Quarantined);
+            return Err(Refusal::Vote(NodeError::Quarantined));
         }
         Ok(())
     }
+}
+
+/// Why [`Nodes::identify`] refused a node's answer.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Its vote does not count, for this reason.
+    Vote(NodeError),
+    /// Nor does it, and the connection must be closed: the next one asks again.
+    Reconnect(NodeError),
 }
 
 /// One public call's working state.
@@ -403,6 +418,46 @@ mod tests {
             replies: 1,
         };
         Round::new(setup, &[0], NodeSet::default())
+    }
+
+    fn seen(run_id: &str, aof: Option<bool>, loading: bool) -> Seen {
+        Seen {
+            run_id: run_id.as_bytes().to_vec(),
+            uptime: Duration::from_secs(1),
+            persistence: crate::identity::Persistence { aof, loading },
+        }
+    }
+
+    /// With fencing, a restart is judged once the node is done loading: while it loads it
+    /// reports `aof_enabled:0` whatever its configuration, so its answer is refused and the
+    /// connection closed (the next one asks again); loaded, a node with AOF keeps its counters'
+    /// trust and one without loses it until re-seeded.
+    #[test]
+    fn a_restart_is_judged_once_the_node_is_done_loading() {
+        let dlm = crate::Redlock::builder()
+            .nodes(["redis://127.0.0.1:1"])
+            .fencing(true)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let nodes = &dlm.inner().nodes;
+        let trusted = || {
+            nodes
+                .get(0)
+                .is_some_and(|n| lock(&n.health.identity).fence_trusted(b"r"))
+        };
+        let vote = |seen: &Seen| nodes.identify(0, seen, true, true);
+        assert!(vote(&seen("a", Some(true), false)).is_ok());
+        let loading = vote(&seen("b", Some(false), true));
+        assert!(
+            matches!(loading, Err(Refusal::Reconnect(NodeError::Server(ref e))) if e.kind.is_transient()),
+            "{loading:?}"
+        );
+        assert!(trusted(), "nothing judged while loading");
+        assert!(vote(&seen("b", Some(true), false)).is_ok(), "AOF: trusted");
+        assert!(trusted());
+        let lost = vote(&seen("c", Some(false), false));
+        assert!(matches!(lost, Err(Refusal::Vote(NodeError::Quarantined))));
+        assert!(!trusted(), "no AOF: distrusted until re-seeded");
     }
 
     /// A node beyond the quorum in every round of a guard's extends is never read: each round

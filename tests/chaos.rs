@@ -436,6 +436,9 @@ fn run_worker(dlm: &Managers, spec: &WorkerSpec) -> WorkerLog {
                     {
                         log.counts
                             .bump(format!("r{resource}.failed-with-a-node-barred"));
+                        // For the report: when, and what each node said.
+                        let text = e.to_string().replace(['|', '\n', '\r', '='], " ");
+                        log.counts.bump(format!("barred-call.{returned}.{text}"));
                     }
                 }
                 let prefix = if max_wait.is_some() { "within" } else { "lock" };
@@ -1219,10 +1222,24 @@ fn chaos_mutual_exclusion_under_faults() {
         .copied()
         .unwrap_or(0);
     if barred_fenced_calls > 0 {
-        problems.push(format!(
+        let mut text = format!(
             "{barred_fenced_calls} fenced calls failed with a node barred (Quarantined), though \
              every node keeps an append-only file: a restart made the manager distrust a counter"
-        ));
+        );
+        let details = counts
+            .0
+            .keys()
+            .filter_map(|k| k.strip_prefix("barred-call."));
+        for detail in details.take(5) {
+            let (at, error) = detail.split_once('.').unwrap_or((detail, ""));
+            let at: Ns = at.parse().unwrap_or(0);
+            text.push_str(&format!(
+                "\n  returned at {:.3}ms: {error}\n    nemesis before it:\n{}",
+                rel(at),
+                nemesis_near(at.saturating_sub(3_000_000_000), at)
+            ));
+        }
+        problems.push(text);
     }
     if !wait_stats.early.is_empty() {
         let mut text = format!(
