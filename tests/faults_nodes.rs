@@ -55,18 +55,6 @@ fn value_on(node: &RedisNode, key: &str) -> Option<Vec<u8>> {
 fn holds(node: &RedisNode, key: &str, value: &[u8]) -> bool {
     value_on(node, key).as_deref() == Some(value)
 }
-
-/// How many times `node` ran `command` (lowercase), from `INFO commandstats`.
-fn calls(node: &RedisNode, command: &str) -> u64 {
-    let info = node.raw().info("commandstats");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Takes and releases a lock on every node, so the release script is cached everywhere and
 /// the pool holds a connection to each node.
 fn warm_up(dlm: &Redlock) {
@@ -127,7 +115,7 @@ fn two_of_five_paused_lock_on_three_without_waiting_for_the_pause() {
     let mut cluster = Cluster::start(5);
     let dlm = manager(&cluster.urls(), PAUSED_WAIT);
     warm_up(&dlm);
-    let evalsha_before = [calls(&cluster[1], "evalsha"), calls(&cluster[3], "evalsha")];
+    let evalsha_before = [cluster[1].calls("evalsha"), cluster[3].calls("evalsha")];
     cluster[1].pause();
     cluster[3].pause();
 
@@ -151,7 +139,7 @@ fn two_of_five_paused_lock_on_three_without_waiting_for_the_pause() {
     cluster[3].resume();
     for (i, before) in [(1, evalsha_before[0]), (3, evalsha_before[1])] {
         assert!(
-            wait_until(HANG, || calls(&cluster[i], "evalsha") > before),
+            wait_until(HANG, || cluster[i].calls("evalsha") > before),
             "node {i} never ran the queued release"
         );
     }
@@ -178,7 +166,7 @@ fn three_of_five_paused_is_an_outage_not_contention() {
     let paused = [0, 2, 4];
     let evalsha_before: Vec<u64> = paused
         .iter()
-        .map(|&i| calls(&cluster[i], "evalsha"))
+        .map(|&i| cluster[i].calls("evalsha"))
         .collect();
     for &i in &paused {
         cluster[i].pause();
@@ -210,7 +198,7 @@ fn three_of_five_paused_is_an_outage_not_contention() {
     }
     for (&i, &before) in paused.iter().zip(&evalsha_before) {
         assert!(
-            wait_until(HANG, || calls(&cluster[i], "evalsha") >= before + 2),
+            wait_until(HANG, || cluster[i].calls("evalsha") >= before + 2),
             "node {i} never ran the queued releases"
         );
     }

@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use resplock::{Error, KeepAlive, Lost, Redlock};
-use support::{wait_until, Cluster, RedisNode};
+use support::{wait_until, Cluster};
 
 const TTL: Duration = Duration::from_millis(1000);
 const EVERY: Duration = Duration::from_millis(250);
@@ -28,18 +28,6 @@ fn manager(urls: &[String]) -> Redlock {
 fn keep() -> KeepAlive {
     KeepAlive::default().every(EVERY)
 }
-
-/// `EVALSHA` calls a node has run.
-fn evalsha_calls(node: &RedisNode) -> u64 {
-    node.raw()
-        .info("commandstats")
-        .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Nodes holding `key`.
 fn holding(cluster: &Cluster, key: &str) -> usize {
     cluster
@@ -222,7 +210,13 @@ fn max_hold_ends_the_lock_and_another_client_gets_it() {
 fn no_renewal_is_sent_after_release_or_drop() {
     let cluster = Cluster::start(3);
     let dlm = manager(&cluster.urls());
-    let calls = || cluster.nodes().iter().map(evalsha_calls).sum::<u64>();
+    let calls = || {
+        cluster
+            .nodes()
+            .iter()
+            .map(|n| n.calls("evalsha"))
+            .sum::<u64>()
+    };
     for drop_it in [false, true] {
         let key = format!("lease:stop:{drop_it}");
         let lease = dlm

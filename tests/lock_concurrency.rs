@@ -207,18 +207,6 @@ fn callers_on_different_resources_run_in_parallel() {
     );
     assert_eq!(node.raw().dbsize(), 0);
 }
-
-/// `SET` calls so far on `node` (from `INFO commandstats`).
-fn set_calls(node: &RedisNode) -> u64 {
-    node.raw()
-        .info("commandstats")
-        .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Regression (failed up to b9e7a1f, fixed in 92cd161): a guard's release must not travel on
 /// another connection than its `SET` and overtake it.
 ///
@@ -287,7 +275,7 @@ fn a_release_is_never_overtaken_by_its_own_set() {
     // behind ours a moment to run too.
     let node2 = &cluster[2];
     assert!(
-        wait_until(Duration::from_secs(6), || set_calls(node2) >= 2),
+        wait_until(Duration::from_secs(6), || node2.calls("set") >= 2),
         "node 2 never ran the delayed SET"
     );
     wait_until(Duration::from_secs(1), || !node2.raw().exists("k"));

@@ -112,16 +112,7 @@ fn releases_of_held_guards_never_overtake_their_own_delayed_sets() {
     for i in 0..HELD {
         cluster[0].raw().set(format!("held:{i}"), "someone-else");
     }
-    let set_calls = || {
-        cluster[2]
-            .raw()
-            .info("commandstats")
-            .lines()
-            .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let set_calls = || cluster[2].calls("set");
     let before = set_calls();
 
     proxy.set_latency_upstream(Duration::from_millis(800));

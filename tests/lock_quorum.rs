@@ -43,18 +43,6 @@ fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
     assert!(took < NO_HANG, "{what} took {took:?}");
     out
 }
-
-/// `calls` of `INFO commandstats` for `command` (lowercase), 0 when never called.
-fn calls(node: &RedisNode, command: &str) -> u64 {
-    let info = node.raw().info("commandstats");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 fn reset_stats(node: &RedisNode) {
     assert!(node.raw().cmd(&[b"CONFIG", b"RESETSTAT"]).is_ok());
 }
@@ -96,11 +84,11 @@ fn assert_cleaned_after_resume(cluster: &mut Cluster, paused: &[usize], key: &[u
     for &i in paused {
         let node = &cluster[i];
         assert!(
-            wait_until(Duration::from_secs(3), || calls(node, "set") >= queued
-                && calls(node, "evalsha") >= queued),
+            wait_until(Duration::from_secs(3), || node.calls("set") >= queued
+                && node.calls("evalsha") >= queued),
             "node {i}: the {queued} queued SETs and releases never ran (set {}, evalsha {})",
-            calls(node, "set"),
-            calls(node, "evalsha")
+            node.calls("set"),
+            node.calls("evalsha")
         );
         let mut raw = node.raw();
         assert!(
@@ -434,7 +422,7 @@ fn majority_paused(n: usize, paused: &[usize], cold: bool) {
     assert_absent_on(&cluster, &running, b"k");
     for &i in &running {
         // Released right away: one SET, one release.
-        assert_eq!(calls(&cluster[i], "set"), 1, "node {i}");
+        assert_eq!(cluster[i].calls("set"), 1, "node {i}");
     }
 
     // More attempts pile up more queued commands on the paused nodes.
@@ -727,7 +715,7 @@ fn retries_on_a_pre_locked_cluster_send_one_set_per_attempt_to_every_node() {
         }
         // Every attempt writes its SET to every node, even after the round is decided.
         for (i, node) in cluster.nodes().iter().enumerate() {
-            assert_eq!(calls(node, "set"), total, "retries({retries}), node {i}");
+            assert_eq!(node.calls("set"), total, "retries({retries}), node {i}");
         }
     }
     for node in cluster.nodes() {

@@ -26,19 +26,6 @@ fn manager(urls: &[String]) -> Redlock {
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
 }
-
-/// `name` calls the node has run, from `INFO commandstats`.
-fn calls(node: &RedisNode, name: &str) -> u64 {
-    let prefix = format!("cmdstat_{name}:calls=");
-    node.raw()
-        .info("commandstats")
-        .lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Connections of the node in subscriber mode.
 fn subscribers(node: &RedisNode) -> usize {
     let list = node.raw().cmd(&[b"CLIENT", b"LIST"]);
@@ -200,7 +187,7 @@ fn waiting_costs_the_servers_a_constant_number_of_commands() {
     let node = &cluster[0];
     let before: u64 = ["set", "pttl", "evalsha", "subscribe"]
         .iter()
-        .map(|c| calls(node, c))
+        .map(|c| node.calls(c))
         .sum();
     let err = waiter
         .lock_within("wait:cheap", LONG_TTL, Duration::from_secs(3))
@@ -208,14 +195,14 @@ fn waiting_costs_the_servers_a_constant_number_of_commands() {
     assert!(err.is_contention(), "{err}");
     let sent: u64 = ["set", "pttl", "evalsha", "subscribe"]
         .iter()
-        .map(|c| calls(node, c))
+        .map(|c| node.calls(c))
         .sum::<u64>()
         - before;
     // An attempt (SET + PTTL), the subscription, one more attempt once subscribed, and one at
     // the deadline at most: not one per retry delay.
     let each: Vec<(&str, u64)> = ["set", "pttl", "evalsha", "subscribe"]
         .iter()
-        .map(|c| (*c, calls(node, c)))
+        .map(|c| (*c, node.calls(c)))
         .collect();
     assert!(sent <= 8, "{sent} commands in 3 s of waiting: {each:?}");
     assert_eq!(guard.release(), Ok(true));
@@ -231,7 +218,7 @@ fn an_uncontended_lock_within_subscribes_to_nothing() {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(guard.release(), Ok(true));
     }
-    assert!(cluster.nodes().iter().all(|n| calls(n, "subscribe") == 0));
+    assert!(cluster.nodes().iter().all(|n| n.calls("subscribe") == 0));
 }
 
 #[test]
@@ -360,7 +347,7 @@ fn a_node_that_floods_or_garbles_the_subscription_cannot_make_a_waiter_spin() {
             .lock("wait:hostile", LONG_TTL)
             .unwrap_or_else(|e| panic!("{e}"));
         let waiter = manager(&urls);
-        let sets_before = calls(&cluster[0], "set");
+        let sets_before = cluster[0].calls("set");
         let started = Instant::now();
         let err = waiter
             .lock_within("wait:hostile", LONG_TTL, Duration::from_secs(2))
@@ -371,7 +358,7 @@ fn a_node_that_floods_or_garbles_the_subscription_cannot_make_a_waiter_spin() {
             "{waited:?}"
         );
         assert!(matches!(err, Error::NotAcquired { .. }), "{err}");
-        let attempts = calls(&cluster[0], "set") - sets_before;
+        let attempts = cluster[0].calls("set") - sets_before;
         assert!(
             attempts <= 40,
             "garbage={garbage}: {attempts} attempts in 2 s"

@@ -13,34 +13,13 @@ use crate::lease::LeaseRecord;
 /// Nanoseconds on the operating system's monotonic clock (`CLOCK_MONOTONIC` on Linux).
 pub type Ns = u64;
 
-/// Reads an `Instant` as nanoseconds of `CLOCK_MONOTONIC`, from its `Debug` output.
-///
-/// On Linux (and other Unix targets) `std::time::Instant` is a `timespec` taken with
-/// `clock_gettime(CLOCK_MONOTONIC)`, and its `Debug` output shows it verbatim:
-/// `Instant { tv_sec: 1365, tv_nsec: 801906759 }`. `CLOCK_MONOTONIC` is one clock for the
-/// whole machine, so these numbers from different processes are directly comparable: that is
-/// how child processes and the parent put their records on one timeline without a new
-/// dependency (no `libc`) and without `unsafe`. The format is not a stable API, so
-/// [`Clock::new`] verifies it and the test falls back to threads only when it does not hold.
+/// Reads an `Instant` as nanoseconds of `CLOCK_MONOTONIC` (`support::measure::monotonic_ns`):
+/// one clock for the whole machine, so child processes and the parent put their records on one
+/// timeline without `libc` and without `unsafe`. The reading relies on `Instant`'s `Debug`
+/// output, which is not a stable API, so [`Clock::new`] verifies it and the test falls back to
+/// threads only when it does not hold.
 pub fn instant_ns(instant: Instant) -> Option<Ns> {
-    if !cfg!(target_os = "linux") {
-        return None;
-    }
-    let text = format!("{instant:?}");
-    let secs = number_after(&text, "tv_sec: ")?;
-    let nanos = number_after(&text, "tv_nsec: ")?;
-    if nanos >= 1_000_000_000 {
-        return None;
-    }
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
-}
-
-fn number_after(text: &str, label: &str) -> Option<u64> {
-    let rest = text.get(text.find(label)? + label.len()..)?;
-    let digits = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest.get(..digits)?.parse().ok()
+    crate::support::measure::monotonic_ns(instant)
 }
 
 /// Converts `Instant`s to [`Ns`] and back. With `shared`, the numbers are `CLOCK_MONOTONIC`

@@ -427,6 +427,19 @@ impl RedisNode {
         self.paused
     }
 
+    /// How many times this node ran `command` (lowercase, e.g. `"evalsha"`), from
+    /// `INFO commandstats`; 0 when never. Commands run inside scripts count too.
+    pub fn calls(&self, command: &str) -> u64 {
+        let prefix = format!("cmdstat_{command}:calls=");
+        self.raw()
+            .info("commandstats")
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// A new [`Raw`] connection, authenticated like [`RedisNode::url`]. Panics on failure.
     pub fn raw(&self) -> Raw {
         let mut raw = Raw::connect(self.addr())
