@@ -119,11 +119,11 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
         if Instant::now() >= self.valid_until {
             return Err(Error::Expired);
         }
-        let inner = &self.inner;
-        let mut call = inner.nodes.call(Some(self.ticket));
-        if call.pid != self.pid {
+        if self.forked() {
             return Err(Error::WrongProcess);
         }
+        let inner = &self.inner;
+        let mut call = inner.nodes.call(Some(self.ticket));
         let key = self.resource.as_ref();
         let valid_until = Some(&mut self.valid_until);
         inner.extend(&mut call, self.reached, key, &self.value, ttl, valid_until)
@@ -193,13 +193,14 @@ impl<R: AsRef<[u8]>> LockGuard<R> {
 
     /// The lock's last round: its connections go back to the pool unreserved.
     fn release_now(&mut self) -> Result<bool, Error> {
-        let inner = &self.inner;
-        let mut call = inner.nodes.call(Some(self.ticket));
-        if call.pid != self.pid {
-            // A forked child: the lock is its parent's.
+        if self.forked() {
+            // A forked child: the lock is its parent's. Nothing shared is touched (another
+            // thread of the parent may have held one of the crate's locks at the fork).
             self.reached = NodeSet::default();
             return Err(Error::WrongProcess);
         }
+        let inner = &self.inner;
+        let mut call = inner.nodes.call(Some(self.ticket));
         call.closing();
         let key = self.resource.as_ref();
         let result = inner.release(&mut call, self.reached, key, &self.value);
@@ -214,7 +215,7 @@ impl<R: AsRef<[u8]>> Drop for LockGuard<R> {
         if self.armed {
             // Best effort: errors cannot be reported from drop, and keys expire on their own.
             let _ = self.release_now();
-        } else if !self.reached.is_empty() {
+        } else if !self.reached.is_empty() && !self.forked() {
             self.inner.nodes.forget(self.ticket);
         }
     }
