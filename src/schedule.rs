@@ -41,8 +41,8 @@ pub(crate) struct Schedule {
     /// The try at `next_try` was asked for by a release message.
     by_message: bool,
     backoff: Duration,
-    /// When the holder's keys were expected to free a quorum, after the last attempt.
-    free_at: Option<Instant>,
+    /// When the holder's shortest-lived key was expected to run out, after the last attempt.
+    holder_ends_at: Option<Instant>,
     tried_at: Instant,
     /// How long the last attempt took.
     attempt: Duration,
@@ -56,7 +56,7 @@ impl Schedule {
             next_try: first_in_line.then_some(now),
             by_message: false,
             backoff: Duration::ZERO,
-            free_at: None,
+            holder_ends_at: None,
             tried_at: now,
             attempt: Duration::ZERO,
             subscribed_at: None,
@@ -73,14 +73,19 @@ impl Schedule {
         self.tried_at = now;
     }
 
-    /// The try that started at [`Schedule::trying`] failed at `now`. The holder's keys free a
-    /// quorum in `free_in` (`None`: nothing tells); try again in `retry_in` (that, with
-    /// jitter) unless woken sooner.
-    pub fn failed(&mut self, now: Instant, free_in: Option<Duration>, retry_in: Duration) {
+    /// The try that started at [`Schedule::trying`] failed at `now`. The holder's
+    /// shortest-lived key has `holder_left` to live (`None`: nothing tells); try again in
+    /// `retry_in` unless woken sooner.
+    pub fn failed(&mut self, now: Instant, holder_left: Option<Duration>, retry_in: Duration) {
         self.attempt = now.saturating_duration_since(self.tried_at);
-        let free_at = free_in.map(|free| now + free);
+        // The nodes read their ttls somewhere between the try's start and `now`: the key runs
+        // out no sooner than `earliest` and no later than `ends_at`. On a loaded machine that
+        // window is wide, and a holder is new only if even its earliest end is past the latest
+        // end seen before.
+        let earliest = holder_left.map(|left| self.tried_at + left);
+        let ends_at = holder_left.map(|left| now + left);
         if self.by_message {
-            let same_holder = match (self.free_at, free_at) {
+            let same_holder = match (self.holder_ends_at, earliest) {
                 (Some(before), Some(after)) => after <= before + NEW_HOLDER_SLACK,
                 // Nothing tells: count it against the messages.
                 _ => true,
@@ -91,7 +96,7 @@ impl Schedule {
                 Duration::ZERO
             };
         }
-        self.free_at = free_at;
+        self.holder_ends_at = ends_at;
         self.next_try = Some(now + retry_in);
         self.by_message = false;
     }
@@ -210,6 +215,30 @@ mod tests {
         s.failed(at, Some(ms(10_000)), ms(10_000));
         s.woke(Woke::Notified { own: false }, at, true);
         assert!(s.due(at), "backoff reset");
+    }
+
+    /// On a loaded machine a reply may come back long after the node read its ttl: that delay
+    /// must not pass for a new holder, or a flood would get a try per message.
+    #[test]
+    fn slow_replies_from_the_same_holder_keep_the_backoff() {
+        let t0 = Instant::now();
+        let expiry = t0 + ms(10_000);
+        let mut s = Schedule::new(t0, true);
+        s.trying(t0);
+        s.failed(t0, Some(ms(10_000)), ms(10_000));
+        let mut now = t0;
+        let mut gaps = Vec::new();
+        for i in 0..12 {
+            s.woke(Woke::Notified { own: false }, now, true);
+            let at = s.next_try.expect("scheduled");
+            gaps.push(at.saturating_duration_since(now));
+            s.trying(at);
+            // The node reads its ttl at once; every other reply is 30 ms late.
+            let left = expiry.saturating_duration_since(at);
+            now = at + if i % 2 == 0 { ms(30) } else { ms(0) };
+            s.failed(now, Some(left), left);
+        }
+        assert_eq!(*gaps.last().expect("gaps"), MAX_BACKOFF, "{gaps:?}");
     }
 
     #[test]

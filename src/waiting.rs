@@ -52,10 +52,15 @@ fn free_in(free_now: usize, held_ttls: &mut [i64], quorum: usize) -> Option<Dura
     u64::try_from(ttl).ok().map(Duration::from_millis)
 }
 
-/// After the failed attempt `round` of `probe`: how long until the holder's keys run out on
-/// enough nodes for a quorum (`None` when no ttl tells), and when to try again: then, plus
-/// Redis' expiry resolution and jitter that spreads waiters of several processes (within a
-/// node timeout, so a crashed holder's lock is taken within its ttl plus two node timeouts).
+/// After the failed attempt `round` of `probe`: how long the holder's shortest-lived key has
+/// left (`None` when no ttl tells), and when to try again: when the holder's keys run out on
+/// enough nodes for a quorum, plus Redis' expiry resolution and jitter that spreads waiters of
+/// several processes (within a node timeout, so a crashed holder's lock is taken within its
+/// ttl plus two node timeouts).
+///
+/// The shortest-lived key tells one holder from the next: it does not depend on which nodes
+/// answered before the round was decided (the quorum-th ttl does, as soon as one node's key
+/// outlives the others), and one node that inflates its ttl cannot move it.
 fn retry_after(
     round: &Outcome,
     probe: &Take<'_>,
@@ -78,10 +83,13 @@ fn retry_after(
             _ => {}
         }
     }
-    let free = held
-        .get_mut(..count)
-        .and_then(|held| free_in(free_now, held, quorum));
-    let retry = match free {
+    let held = held.get_mut(..count).unwrap_or_default();
+    let soonest = held
+        .iter()
+        .filter_map(|&ttl| u64::try_from(ttl).ok())
+        .min()
+        .map(Duration::from_millis);
+    let retry = match free_in(free_now, held, quorum) {
         Some(wait) => {
             let spread = (wait / 8).clamp(
                 Duration::from_millis(1),
@@ -92,7 +100,7 @@ fn retry_after(
         }
         None => FALLBACK_POLL,
     };
-    (free, retry)
+    (soonest, retry)
 }
 
 impl Redlock {
@@ -182,9 +190,9 @@ impl Redlock {
                     let mut release = Command::Cleanup { key, value: &value };
                     call.round(&mut release, cleanup, Wait::AllHealthy);
                 }
-                let (free, retry) =
+                let (holder_left, retry) =
                     retry_after(&first, &take, nodes.quorum(), nodes.node_timeout());
-                schedule.failed(Instant::now(), free, retry);
+                schedule.failed(Instant::now(), holder_left, retry);
                 last = Some(second.unwrap_or(first));
                 if spot.is_none() {
                     spot = Some(inner.listener.join(nodes, channel.clone()));
