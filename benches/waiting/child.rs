@@ -8,13 +8,15 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-/// Set in a child's environment to what it runs: [`WAITER`] or [`HOT`].
+/// Set in a child's environment to what it runs: [`WAITER`], [`FLOOR`] or [`HOT`].
 pub const CHILD_ENV: &str = "RESPLOCK_WAITING_CHILD";
 /// The node URLs, comma-separated.
 pub const URLS_ENV: &str = "RESPLOCK_WAITING_URLS";
 
 /// A waiter taking orders from stdin ([`crate::handoff::waiter_child`]).
 pub const WAITER: &str = "waiter";
+/// The floor waiter on plain sockets ([`crate::floor::floor_child`]).
+pub const FLOOR: &str = "floor";
 /// Hot-lock workers ([`crate::hot::workers_child`]).
 pub const HOT: &str = "hot";
 
@@ -23,6 +25,7 @@ pub fn run(role: &str) {
     let urls: Vec<String> = var(URLS_ENV).split(',').map(str::to_owned).collect();
     match role {
         WAITER => crate::handoff::waiter_child(&urls),
+        FLOOR => crate::floor::floor_child(&urls),
         HOT => crate::hot::workers_child(&urls),
         other => panic!("waiting bench: unknown child role {other:?}"),
     }

@@ -6,7 +6,8 @@
 //! [`QUIET`]. While the waiter sleeps it times [`BASELINE_PER_HANDOFF`] uncontended `lock` +
 //! `release` of another resource (the baseline), then releases. The child stamps the return of
 //! `lock_within` on `CLOCK_MONOTONIC`, releases the lock and reports; the handoff is that stamp
-//! minus the return of the holder's `release`.
+//! minus the return of the holder's `release`. Rounds alternate between resplock's waiter and
+//! the floor waiter ([`crate::floor`]) on a resource of its own; both share the baseline.
 //!
 //! **Crash handoff**: the bench locks the resource with a short ttl, stamps the grant (the
 //! return of `lock`), disarms and drops the guard (the keys stay until they expire), and
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use resplock::script::RELEASED_CHANNEL_PREFIX;
 
-use crate::child::{parse_line, ChildProc, WAITER};
+use crate::child::{parse_line, ChildProc, FLOOR, WAITER};
 use crate::clock::{Clock, Ns};
 use crate::machine::load_average;
 use crate::ops;
@@ -90,9 +91,9 @@ struct Waiter {
 }
 
 impl Waiter {
-    fn start(urls: &[String]) -> Self {
+    fn start(role: &'static str, urls: &[String]) -> Self {
         Self {
-            child: ChildProc::spawn(WAITER, urls, &[]),
+            child: ChildProc::spawn(role, urls, &[]),
             timeouts: 0,
         }
     }
@@ -123,9 +124,9 @@ impl Waiter {
     }
 }
 
-/// Waits until the waiter sleeps in `lock_within` (see the module docs); returns the attempts
-/// node 0 saw from it.
-fn wait_asleep(probe: &mut Probe, pttl_before: u64, channel: &[u8]) -> u64 {
+/// Waits until the waiter sleeps in `lock_within` (see the module docs), subscribed on the
+/// first `subscribed_on` nodes; returns the attempts node 0 saw from it.
+fn wait_asleep(probe: &mut Probe, pttl_before: u64, channel: &[u8], subscribed_on: usize) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     let check = |what: &str| {
         assert!(
@@ -137,7 +138,7 @@ fn wait_asleep(probe: &mut Probe, pttl_before: u64, channel: &[u8]) -> u64 {
     while probe.calls(0, "pttl") <= pttl_before {
         check("make its attempt");
     }
-    for node in 0..probe.len() {
+    for node in 0..subscribed_on {
         while probe.numsub(node, channel) < 1 {
             check("subscribe");
         }
@@ -160,6 +161,8 @@ struct HandoffRun {
     nodes: usize,
     base: Dist,
     handoff: Dist,
+    /// The floor waiter's handoffs ([`crate::floor`]), interleaved with resplock's.
+    floor: Dist,
     release: Dist,
     /// Attempts the waiter made after the release (node 0's `PTTL` count), per handoff,
     /// next to the handoff.
@@ -176,22 +179,33 @@ fn handoff_run(cluster: &Cluster, nodes: usize, config: &Config) -> HandoffRun {
     let holder = ops::manager(&urls);
     let clock = Clock::new();
     let mut probe = Probe::new(&cluster.nodes()[..nodes]);
-    let mut waiter = Waiter::start(&urls);
-    let resource = format!("bench:wait:handoff:{nodes}");
-    let channel = format!("{RELEASED_CHANNEL_PREFIX}{resource}");
+    // Even rounds hand over to resplock's waiter, odd ones to the floor waiter.
+    let mut waiters = [Waiter::start(WAITER, &urls), Waiter::start(FLOOR, &urls)];
+    let resources = [
+        format!("bench:wait:handoff:{nodes}"),
+        format!("bench:wait:floor:{nodes}"),
+    ];
     let free = format!("bench:wait:free:{nodes}");
     let mut timeouts = 0;
-    let mut base = Vec::with_capacity(config.iters * BASELINE_PER_HANDOFF);
-    let mut handoff = Vec::with_capacity(config.iters);
+    let mut base = Vec::with_capacity(config.iters * BASELINE_PER_HANDOFF * 2);
+    let mut handoffs = [
+        Vec::with_capacity(config.iters),
+        Vec::with_capacity(config.iters),
+    ];
     let mut release = Vec::with_capacity(config.iters);
     let mut retried = 0;
     let mut tries = Vec::with_capacity(config.iters);
-    for i in 0..WARM_UP + config.iters {
-        let measured = i >= WARM_UP;
+    for i in 0..2 * (WARM_UP + config.iters) {
+        let measured = i >= 2 * WARM_UP;
+        let which = i % 2;
+        let resource = &resources[which];
+        let channel = format!("{RELEASED_CHANNEL_PREFIX}{resource}");
+        let waiter = &mut waiters[which];
         let guard = ops::lock_free(&holder, &resource.as_str(), TTL, &mut timeouts);
         let pttl_before = probe.calls(0, "pttl");
-        waiter.order(&resource, TTL);
-        let attempts = wait_asleep(&mut probe, pttl_before, channel.as_bytes());
+        waiter.order(resource, TTL);
+        let subscribed_on = if which == 0 { nodes } else { 1 };
+        let attempts = wait_asleep(&mut probe, pttl_before, channel.as_bytes(), subscribed_on);
         for _ in 0..BASELINE_PER_HANDOFF {
             let started = Instant::now();
             let done = ops::lock_release(&holder, &free, TTL);
@@ -208,22 +222,27 @@ fn handoff_run(cluster: &Cluster, nodes: usize, config: &Config) -> HandoffRun {
         let acquired = waiter.acquired();
         let after = probe.calls(0, "pttl") - pttl_before - attempts;
         if measured {
-            tries.push((after, acquired - released));
-            handoff.push(acquired - released);
-            release.push(released - clock.ns(release_started));
-            retried += usize::from(attempts > 1);
+            handoffs[which].push(acquired - released);
+            if which == 0 {
+                tries.push((after, acquired - released));
+                release.push(released - clock.ns(release_started));
+                retried += usize::from(attempts > 1);
+            }
         }
     }
-    timeouts += waiter.finish();
+    let [ours, floor] = waiters;
+    timeouts += ours.finish() + floor.finish();
+    let [handoff, floor] = handoffs;
     HandoffRun {
         nodes,
         base: Dist::new(base),
         handoff: Dist::new(handoff),
+        floor: Dist::new(floor),
         release: Dist::new(release),
         attempts: tries,
         retried,
         timeouts,
-        ops: config.iters * (BASELINE_PER_HANDOFF + 2),
+        ops: config.iters * 2 * (BASELINE_PER_HANDOFF + 2),
     }
 }
 
@@ -258,7 +277,11 @@ pub fn handoff_section(cluster: &Cluster, config: &Config) {
         let base = run.base.p50() as f64;
         let ratio = run.handoff.p50() as f64 / base;
         if ratio > TARGET_RATIO {
-            missed.push(format!("{} nodes: {ratio:.2}x", run.nodes));
+            let floor = run.floor.p50() as f64 / base;
+            missed.push(format!(
+                "{} nodes: {ratio:.2}x (the floor waiter's: {floor:.2}x)",
+                run.nodes
+            ));
         }
         println!(
             "| {} | {} | {} | {} | {} | {} | **{ratio:.2}x** | {:.2}x | {} | {} |",
@@ -271,6 +294,31 @@ pub fn handoff_section(cluster: &Cluster, config: &Config) {
             run.handoff.p99() as f64 / base,
             us(run.release.p50()),
             run.timeouts,
+        );
+    }
+    println!();
+    println!(
+        "The floor: the same handoffs to a waiter with one thread and plain sockets, which \
+         sleeps in `read` on its subscription and then sends `SET NX PX` (`floor.rs`), \
+         alternating with resplock's handoffs in the same loop. What it pays is the chain of \
+         wake-ups (Redis, the waiter, Redis, the waiter) that any client pays; the baseline, \
+         timed in a busy loop, pays few of them."
+    );
+    println!();
+    println!(
+        "| nodes | floor p50 | floor p99 | **floor p50 / baseline p50** | \
+         **resplock p50 / floor p50** | resplock p99 / floor p99 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for run in &runs {
+        println!(
+            "| {} | {} | {} | **{:.2}x** | **{:.2}x** | {:.2}x |",
+            run.nodes,
+            us(run.floor.p50()),
+            us(run.floor.p99()),
+            run.floor.p50() as f64 / run.base.p50() as f64,
+            run.handoff.p50() as f64 / run.floor.p50() as f64,
+            run.handoff.p99() as f64 / run.floor.p99() as f64,
         );
     }
     println!();
@@ -348,7 +396,7 @@ fn crash_run(cluster: &Cluster, nodes: usize, runs: usize) -> CrashRun {
     let holder = ops::manager(&urls);
     let clock = Clock::new();
     let mut probe = Probe::new(&cluster.nodes()[..nodes]);
-    let mut waiter = Waiter::start(&urls);
+    let mut waiter = Waiter::start(WAITER, &urls);
     let resource = format!("bench:wait:crash:{nodes}");
     let mut timeouts = 0;
     let mut late = Vec::with_capacity(runs);

@@ -11,6 +11,8 @@
 //!    the return of the waiter's `lock_within`, p50 and p99, as a ratio to the p50 of an
 //!    uncontended `lock` + `release` measured in the same run, interleaved (a few between every
 //!    two handoffs, while the waiter sleeps). On 1, 3 and 5 nodes. Target: p50 within 3x.
+//!    Every other handoff goes to a floor waiter instead ([`floor`]: one thread, plain
+//!    sockets, no resplock), so the least any client pays is measured in the same loop.
 //! 2. **Crash handoff** ([`handoff`]): the holder never releases (`disarm`, then drop); the
 //!    waiter must get the lock within the ttl plus two node timeouts of the grant (the return
 //!    of the holder's `lock`). Reported: grant-to-acquire minus the ttl, p50 and max, and the
@@ -37,6 +39,7 @@
 //! them fails the bench.
 //!
 //! Files: `main.rs` (configuration and entry point), [`clock`] (cross-process time),
+//! [`floor`] (the floor waiter),
 //! [`child`] (the child processes and what they run), [`ops`] (checked operations),
 //! [`probe`] (`INFO commandstats` and `PUBSUB NUMSUB` on the nodes), [`stats`] (percentiles),
 //! and one file per section; [`machine`] is the acquire bench's (load average, CPU time).
@@ -58,6 +61,7 @@ mod machine;
 mod child;
 mod clock;
 mod cost;
+mod floor;
 mod handoff;
 mod hot;
 mod ops;

@@ -64,10 +64,6 @@ impl Probe {
             other => panic!("PUBSUB NUMSUB: unexpected reply {other:?}"),
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.raws.len()
-    }
 }
 
 /// Commands that `INFO commandstats` counts when a Lua script calls them (the release script's
