@@ -68,6 +68,7 @@ mod identity;
 mod inspect;
 mod keeper;
 mod lease;
+mod line;
 mod listen;
 mod nodes;
 mod pool;

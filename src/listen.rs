@@ -2,53 +2,39 @@
 //! and per resource a queue of this process's waiters, woken one at a time.
 //!
 //! Contract:
-//! - Per node, one thread owns one connection in RESP2 subscriber mode. It subscribes to
-//!   `resplock:released:<resource>` while someone in this process waits on the resource (and
-//!   for [`LINGER`] after the last waiter left, so a hot lock does not resubscribe on every
-//!   wait), then unsubscribes.
+//! - Per node, one connection in RESP2 subscriber mode ([`crate::line`]), read by a node
+//!   thread. It is subscribed to `resplock:released:<resource>` while someone in this process
+//!   waits on the resource (and for [`LINGER`] after the last waiter left, so a hot lock does
+//!   not resubscribe on every wait), then unsubscribed.
 //! - A `message` on a channel wakes the *front* waiter of that resource (the one waiting
 //!   longest in this process); the others stay asleep. A `subscribe` confirmation wakes the
 //!   front waiter too, so that it tries once more after subscribing: a release between its
 //!   failed attempt and the subscription would otherwise go unheard. When the front waiter
 //!   leaves, the next one is promoted and woken.
-//! - Every push is decoded with strict limits (an array of three scalars, bounded lengths);
-//!   anything else drops the connection, which is redialled after [`RECONNECT_BACKOFF`]. A
-//!   flood of messages costs this thread's time, never a waiter's: a waiter decides itself how
-//!   soon it tries again.
+//! - On a one-node manager the front waiter reads the subscriber connection itself while it
+//!   sleeps (one waiter at a time; the node thread steps aside and resumes when it wakes): a
+//!   handoff then wakes one thread, not two. With several nodes a waiter cannot sleep on all
+//!   their connections at once, so node threads do all the reading.
+//! - Every push is decoded with strict limits; anything unexpected drops the connection,
+//!   which is redialled after a backoff. A flood of messages never makes a waiter try more
+//!   often: a waiter decides itself how soon it tries again ([`crate::schedule`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::conn::{Conn, ReplyBounds};
-use crate::error::NodeError;
+use crate::conn::ReplyBounds;
+use crate::line::{listen, read_for, Dial, Line, HANDOVER_SLICE, PUSH_LIMITS, SLICE};
 use crate::nodes::Nodes;
-use crate::resolve::{Lookup, Resolver};
-use crate::resp::{encode_command, Limits, Reply};
 use crate::script::RELEASED_CHANNEL_PREFIX;
 use crate::sync::lock;
-use crate::url::NodeAddr;
 
 /// A subscription outlives its last waiter by this much.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// A channel whose last waiter left this long ago is forgotten (and unsubscribed).
 const FORGET: Duration = Duration::from_secs(10);
-
-/// How long a node thread reads before it looks for new subscriptions to send.
-const SLICE: Duration = Duration::from_millis(20);
-
-/// After a subscriber connection failed, it is not redialled for this long.
-const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
-
-/// What a subscriber connection accepts: `*3` of scalars, channel names up to 64 KiB.
-const PUSH_LIMITS: Limits = Limits {
-    max_bulk_len: 64 * 1024,
-    max_array_len: 3,
-    max_depth: 1,
-    max_line_len: 1024,
-};
 
 /// The channel a release of `resource` publishes on.
 pub(crate) fn channel_of(resource: &[u8]) -> Vec<u8> {
@@ -75,34 +61,34 @@ pub(crate) enum Woke {
 }
 
 #[derive(Debug, Default)]
-struct Flags {
-    front: bool,
-    notified: Option<bool>,
-    subscribed: Option<Instant>,
-    promoted: Option<Option<Instant>>,
+pub(crate) struct Flags {
+    pub front: bool,
+    pub notified: Option<bool>,
+    pub subscribed: Option<Instant>,
+    pub promoted: Option<Option<Instant>>,
 }
 
 /// One waiting call.
 #[derive(Debug, Default)]
 pub(crate) struct Waiter {
-    flags: Mutex<Flags>,
+    pub flags: Mutex<Flags>,
     woken: Condvar,
 }
 
 impl Waiter {
-    fn wake(&self, set: impl FnOnce(&mut Flags)) {
+    pub fn wake(&self, set: impl FnOnce(&mut Flags)) {
         set(&mut lock(&self.flags));
         self.woken.notify_all();
     }
 }
 
 #[derive(Debug, Default)]
-struct Channel {
-    queue: VecDeque<Arc<Waiter>>,
+pub(crate) struct Channel {
+    pub queue: VecDeque<Arc<Waiter>>,
     /// When the last waiter left.
     idle_since: Option<Instant>,
     /// A waiter of this process left with the lock and no release has been heard since.
-    held_here: bool,
+    pub held_here: bool,
 }
 
 impl Channel {
@@ -115,21 +101,21 @@ impl Channel {
 }
 
 #[derive(Debug, Default)]
-struct Shared {
-    channels: Mutex<HashMap<Vec<u8>, Channel>>,
+pub(crate) struct Shared {
+    pub channels: Mutex<HashMap<Vec<u8>, Channel>>,
     /// Bumped when a channel is added: node threads then send a `SUBSCRIBE` without waiting
     /// for their read slice to end.
-    generation: AtomicU64,
-    changed: Condvar,
-    shutdown: AtomicBool,
+    pub generation: AtomicU64,
+    pub changed: Condvar,
+    pub shutdown: AtomicBool,
 }
 
 /// The subscriber side of one manager.
 #[derive(Debug, Default)]
 pub(crate) struct Listener {
     shared: Arc<Shared>,
-    /// The process whose node threads are running, if any.
-    running: Mutex<Option<u32>>,
+    /// The process whose node threads are running, if any, and their lines.
+    running: Mutex<Option<(u32, Vec<Arc<Line>>)>>,
 }
 
 /// A waiter's place in its resource's queue; leaving (drop) promotes the next one.
@@ -137,6 +123,8 @@ pub(crate) struct Spot {
     shared: Arc<Shared>,
     channel: Vec<u8>,
     waiter: Arc<Waiter>,
+    /// The only node's line, on a one-node manager: the front waiter reads it itself.
+    line: Option<Arc<Line>>,
     left: bool,
 }
 
@@ -150,7 +138,11 @@ impl Listener {
 
     /// Joins the back of `channel`'s queue (subscribing on every node if it is new).
     pub fn join(&self, nodes: &Nodes, channel: Vec<u8>) -> Spot {
-        self.ensure_running(nodes);
+        let lines = self.ensure_running(nodes);
+        let line = match lines.as_slice() {
+            [only] => Some(Arc::clone(only)),
+            _ => None,
+        };
         let waiter = Arc::new(Waiter::default());
         {
             let mut channels = lock(&self.shared.channels);
@@ -165,6 +157,7 @@ impl Listener {
             shared: Arc::clone(&self.shared),
             channel,
             waiter,
+            line,
             left: false,
         }
     }
@@ -175,28 +168,46 @@ impl Listener {
         self.shared.changed.notify_all();
     }
 
-    fn ensure_running(&self, nodes: &Nodes) {
+    /// Starts the node threads in this process if they are not running; returns their lines.
+    /// After a fork the parent's lines are left behind unread (their sockets are the
+    /// parent's) and new ones are made.
+    fn ensure_running(&self, nodes: &Nodes) -> Vec<Arc<Line>> {
         let pid = std::process::id();
         let mut running = lock(&self.running);
-        if *running == Some(pid) {
-            return;
+        if let Some((_, lines)) = running.as_ref().filter(|(p, _)| *p == pid) {
+            return lines.clone();
         }
         let bounds = ReplyBounds::new(PUSH_LIMITS);
+        let mut lines = Vec::with_capacity(nodes.len());
         for (index, node) in nodes.iter().enumerate() {
             let shared = Arc::clone(&self.shared);
-            let dial = Dial {
-                addr: node.addr.clone(),
-                lookup: Arc::clone(&node.lookup),
-                resolver: nodes.resolver().clone(),
-                connect_timeout: nodes.connect_timeout(),
-                bounds,
-            };
+            let line = Arc::new(Line {
+                state: Mutex::default(),
+                reader: AtomicBool::new(false),
+                slice: if nodes.len() == 1 {
+                    HANDOVER_SLICE
+                } else {
+                    SLICE
+                },
+                dial: Dial {
+                    addr: node.addr.clone(),
+                    lookup: Arc::clone(&node.lookup),
+                    resolver: nodes.resolver().clone(),
+                    connect_timeout: nodes.connect_timeout(),
+                    bounds,
+                },
+            });
+            let own = Arc::clone(&line);
             let spawned = std::thread::Builder::new()
                 .name(format!("resplock-listen-{index}"))
-                .spawn(move || listen(&shared, &dial));
+                .spawn(move || listen(&shared, &own));
             debug_assert!(spawned.is_ok(), "could not start a listener thread");
+            lines.push(line);
         }
-        *running = Some(pid);
+        // Dropping an inherited line closes this process's copy of its socket (no shutdown:
+        // the parent's connection stays as it was).
+        *running = Some((pid, lines.clone()));
+        lines
     }
 }
 
@@ -206,18 +217,18 @@ impl Spot {
         lock(&self.waiter.flags).front
     }
 
-    /// Sleeps until woken or `until`; says why.
+    /// Sleeps until woken or `until`; says why. The front waiter of a one-node manager sleeps
+    /// reading the subscriber connection when it can (see the module docs).
     pub fn wait(&self, until: Instant) -> Woke {
+        if let Some(line) = self.line.as_ref().filter(|_| self.is_front()) {
+            if let Some(woke) = read_for(&self.shared, line, &self.waiter, until) {
+                return woke;
+            }
+        }
         let mut flags = lock(&self.waiter.flags);
         loop {
-            if let Some(held_until) = flags.promoted.take() {
-                return Woke::Promoted { held_until };
-            }
-            if let Some(own) = flags.notified.take() {
-                return Woke::Notified { own };
-            }
-            if let Some(at) = flags.subscribed.take() {
-                return Woke::Subscribed(at);
+            if let Some(woke) = flags.take_woke() {
+                return woke;
             }
             let now = Instant::now();
             if now >= until {
@@ -229,6 +240,23 @@ impl Spot {
                 .wait_timeout(flags, until - now)
                 .map_or_else(|poisoned| poisoned.into_inner().0, |(guard, _)| guard);
         }
+    }
+}
+
+impl Flags {
+    /// What woke the waiter, if anything did (and forgets it).
+    pub fn take_woke(&mut self) -> Option<Woke> {
+        if let Some(held_until) = self.promoted.take() {
+            return Some(Woke::Promoted { held_until });
+        }
+        if let Some(own) = self.notified.take() {
+            return Some(Woke::Notified { own });
+        }
+        self.subscribed.take().map(Woke::Subscribed)
+    }
+
+    pub fn woken(&self) -> bool {
+        self.promoted.is_some() || self.notified.is_some() || self.subscribed.is_some()
     }
 }
 
@@ -264,6 +292,7 @@ impl Drop for Spot {
                 shared: Arc::clone(&self.shared),
                 channel: std::mem::take(&mut self.channel),
                 waiter: Arc::clone(&self.waiter),
+                line: self.line.take(),
                 left: false,
             };
             self.left = true;
@@ -272,82 +301,8 @@ impl Drop for Spot {
     }
 }
 
-/// What one push message was.
-enum Push {
-    Message,
-    Subscribed,
-    Other,
-    /// Not a push this connection should ever see.
-    Bad,
-}
-
-/// What a listener thread needs to open its connection.
-struct Dial {
-    addr: NodeAddr,
-    lookup: Arc<Lookup>,
-    resolver: Resolver,
-    connect_timeout: Duration,
-    bounds: ReplyBounds,
-}
-
-impl Dial {
-    fn connect(&self, now: Instant) -> Result<Conn, NodeError> {
-        let deadline = now + self.connect_timeout;
-        let resolved = match self.addr.unix_path() {
-            Some(_) => Vec::new(),
-            None => self.lookup.addresses(
-                &self.resolver,
-                self.addr.host(),
-                self.addr.port(),
-                deadline,
-            )?,
-        };
-        Conn::connect(&self.addr, &resolved, deadline, self.bounds)
-    }
-}
-
-/// One node's listener thread.
-fn listen(shared: &Shared, dial: &Dial) {
-    let mut conn: Option<Conn> = None;
-    let mut subscribed: HashSet<Vec<u8>> = HashSet::new();
-    let mut retry_at: Option<Instant> = None;
-    while !shared.shutdown.load(Ordering::Acquire) {
-        let now = Instant::now();
-        let wanted = wanted_channels(shared, now);
-        if wanted.is_empty() && subscribed.is_empty() {
-            idle(shared, now + Duration::from_secs(1));
-            continue;
-        }
-        if let Some(at) = retry_at.filter(|&at| now < at) {
-            idle(shared, at);
-            continue;
-        }
-        let Some(live) = conn.as_mut() else {
-            match dial.connect(now) {
-                Ok(fresh) => conn = Some(fresh),
-                Err(_) => retry_at = Some(Instant::now() + RECONNECT_BACKOFF),
-            }
-            subscribed.clear();
-            continue;
-        };
-        let deadline = now + dial.connect_timeout;
-        if update_subscriptions(live, &wanted, &mut subscribed, deadline).is_err() {
-            conn = None;
-            retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
-            continue;
-        }
-        if subscribed.is_empty() {
-            continue;
-        }
-        if read_pushes(shared, live).is_err() {
-            conn = None;
-            retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
-        }
-    }
-}
-
 /// Channels someone waits on (or did, a moment ago); forgets long-idle ones.
-fn wanted_channels(shared: &Shared, now: Instant) -> HashSet<Vec<u8>> {
+pub(crate) fn wanted_channels(shared: &Shared, now: Instant) -> HashSet<Vec<u8>> {
     let mut channels = lock(&shared.channels);
     channels.retain(|_, channel| {
         !channel.queue.is_empty()
@@ -360,109 +315,4 @@ fn wanted_channels(shared: &Shared, now: Instant) -> HashSet<Vec<u8>> {
         .filter(|(_, channel)| channel.wanted(now))
         .map(|(name, _)| name.clone())
         .collect()
-}
-
-/// Sleeps until `until` or until the set of channels changes.
-fn idle(shared: &Shared, until: Instant) {
-    let channels = lock(&shared.channels);
-    let generation = shared.generation.load(Ordering::Acquire);
-    let wait = until.saturating_duration_since(Instant::now());
-    let _ = shared.changed.wait_timeout_while(channels, wait, |_| {
-        shared.generation.load(Ordering::Acquire) == generation
-            && !shared.shutdown.load(Ordering::Acquire)
-    });
-}
-
-/// Sends `SUBSCRIBE` for wanted channels not yet subscribed and `UNSUBSCRIBE` for the rest.
-fn update_subscriptions(
-    conn: &mut Conn,
-    wanted: &HashSet<Vec<u8>>,
-    subscribed: &mut HashSet<Vec<u8>>,
-    deadline: Instant,
-) -> Result<(), NodeError> {
-    let add: Vec<&[u8]> = wanted
-        .iter()
-        .filter(|c| !subscribed.contains(*c))
-        .map(Vec::as_slice)
-        .collect();
-    let drop: Vec<Vec<u8>> = subscribed
-        .iter()
-        .filter(|c| !wanted.contains(*c))
-        .cloned()
-        .collect();
-    if add.is_empty() && drop.is_empty() {
-        return Ok(());
-    }
-    let mut encoded = Vec::new();
-    if !add.is_empty() {
-        let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-        args.extend(add.iter().copied());
-        encode_command(&mut encoded, &args);
-    }
-    if !drop.is_empty() {
-        let mut args: Vec<&[u8]> = vec![b"UNSUBSCRIBE"];
-        args.extend(drop.iter().map(Vec::as_slice));
-        encode_command(&mut encoded, &args);
-    }
-    conn.send(&encoded, deadline)?;
-    for channel in add {
-        subscribed.insert(channel.to_vec());
-    }
-    for channel in &drop {
-        subscribed.remove(channel);
-    }
-    Ok(())
-}
-
-/// Reads pushes for one slice (or until new subscriptions are wanted), waking waiters.
-fn read_pushes(shared: &Shared, conn: &mut Conn) -> Result<(), NodeError> {
-    let generation = shared.generation.load(Ordering::Acquire);
-    let until = Instant::now() + SLICE;
-    while shared.generation.load(Ordering::Acquire) == generation {
-        match conn.recv(until, |reply| handle(shared, reply)) {
-            Ok(Push::Bad) => return Err(NodeError::UnexpectedReply),
-            Ok(Push::Message | Push::Subscribed | Push::Other) => {}
-            Err(NodeError::Timeout(_)) => return Ok(()),
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
-/// Acts on one push: wakes the front waiter of a released or newly subscribed channel.
-fn handle(shared: &Shared, reply: Reply<'_>) -> Push {
-    let Reply::Array(Some(array)) = reply else {
-        return Push::Bad;
-    };
-    let mut items = array.iter();
-    let (Some(Reply::Bulk(Some(kind))), Some(Reply::Bulk(Some(channel))), Some(third), None) =
-        (items.next(), items.next(), items.next(), items.next())
-    else {
-        return Push::Bad;
-    };
-    let push = match (kind, third) {
-        (b"message", Reply::Bulk(Some(_))) => Push::Message,
-        (b"subscribe", Reply::Integer(_)) => Push::Subscribed,
-        (b"unsubscribe", Reply::Integer(_)) => Push::Other,
-        _ => return Push::Bad,
-    };
-    let mut channels = lock(&shared.channels);
-    let Some(entry) = channels.get_mut(channel) else {
-        return push;
-    };
-    let own = match push {
-        Push::Message => std::mem::take(&mut entry.held_here),
-        _ => false,
-    };
-    if let Some(front) = entry.queue.front() {
-        match push {
-            Push::Message => front.wake(|flags| flags.notified = Some(own)),
-            Push::Subscribed => {
-                let now = Instant::now();
-                front.wake(|flags| flags.subscribed = Some(now));
-            }
-            Push::Other | Push::Bad => {}
-        }
-    }
-    push
 }

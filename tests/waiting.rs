@@ -92,6 +92,66 @@ fn a_release_hands_the_lock_over_on_1_3_and_5_nodes() {
     }
 }
 
+/// On one node the front waiter reads the subscription itself: waiters on other resources,
+/// one joining while it reads, are still subscribed and woken, before and after it leaves.
+#[test]
+fn on_one_node_waiters_on_several_resources_are_all_handed_over() {
+    let cluster = Cluster::start(1);
+    let node = &cluster.nodes()[0];
+    let holder = manager(&cluster.urls());
+    let waiter = manager(&cluster.urls());
+    let names = ["wait:one:a", "wait:one:b", "wait:one:c"];
+    let held: Vec<_> = names
+        .iter()
+        .map(|name| {
+            holder
+                .lock(*name, LONG_TTL)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    thread::scope(|s| {
+        let mut waiting = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let waiter = &waiter;
+            waiting.push(s.spawn(move || {
+                let got = waiter.lock_within(*name, LONG_TTL, Duration::from_secs(20));
+                (got, Instant::now())
+            }));
+            // The first becomes the reader; the others join while it reads.
+            assert!(
+                wait_until(Duration::from_secs(10), || channels(
+                    node,
+                    "resplock:released:wait:one:*"
+                ) == i + 1),
+                "{name} subscribed"
+            );
+        }
+        thread::sleep(Duration::from_millis(100));
+        // The last one while the first reads, then the reader's own, then the middle one
+        // once the node thread reads again.
+        let mut waiting: Vec<_> = waiting.into_iter().map(Some).collect();
+        let mut held: Vec<_> = held.into_iter().map(Some).collect();
+        for i in [2, 0, 1] {
+            let released_at = Instant::now();
+            let guard = held[i].take().expect("held");
+            assert_eq!(guard.release(), Ok(true));
+            let (got, acquired_at) = waiting[i]
+                .take()
+                .expect("waiting")
+                .join()
+                .expect("waiter thread");
+            let guard = got.unwrap_or_else(|e| panic!("{}: {e}", names[i]));
+            assert!(
+                acquired_at - released_at < Duration::from_secs(5),
+                "{}: woken by the release, not the {LONG_TTL:?} ttl",
+                names[i]
+            );
+            assert_eq!(guard.release(), Ok(true));
+        }
+    });
+    assert_eq!(subscribers(node), 1, "one subscriber connection");
+}
+
 #[test]
 fn max_wait_is_honoured() {
     let cluster = Cluster::start(3);
@@ -344,7 +404,8 @@ fn a_hundred_waiters_on_a_hundred_resources_share_one_subscriber_per_node() {
 #[test]
 fn a_node_that_floods_or_garbles_the_subscription_cannot_make_a_waiter_spin() {
     let cluster = Cluster::start(2);
-    for garbage in [false, true] {
+    // Alone, the node is read by the waiter itself; with two healthy ones, by a node thread.
+    for (alone, garbage) in [(false, false), (false, true), (true, false), (true, true)] {
         let flood = {
             let mut bytes = Vec::new();
             let channel = b"resplock:released:wait:hostile";
@@ -363,8 +424,11 @@ fn a_node_that_floods_or_garbles_the_subscription_cannot_make_a_waiter_spin() {
         } else {
             flood
         };
+        let sets = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&sets);
         let fake = FakeServer::start(move |cmd: &Command| {
             if cmd.is("SET") {
+                counted.fetch_add(1, Ordering::SeqCst);
                 Action::nil()
             } else if cmd.is("PTTL") {
                 Action::int(30_000)
@@ -379,8 +443,7 @@ fn a_node_that_floods_or_garbles_the_subscription_cannot_make_a_waiter_spin() {
         let guard = holder
             .lock("wait:hostile", LONG_TTL)
             .unwrap_or_else(|e| panic!("{e}"));
-        let waiter = manager(&urls);
-        let sets_before = cluster[0].calls("set");
+        let waiter = manager(if alone { &urls[2..] } else { &urls[..] });
         let started = Instant::now();
         let err = waiter
             .lock_within("wait:hostile", LONG_TTL, Duration::from_secs(2))
@@ -388,13 +451,17 @@ fn a_node_that_floods_or_garbles_the_subscription_cannot_make_a_waiter_spin() {
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_secs(2) && waited < Duration::from_secs(5),
-            "{waited:?}"
+            "alone={alone} garbage={garbage}: {waited:?}"
         );
         assert!(matches!(err, Error::NotAcquired { .. }), "{err}");
-        let attempts = cluster[0].calls("set") - sets_before;
+        // With healthy nodes beside it, the node cannot pass its flood for new holders: tries
+        // back off to 100 ms apart. Alone it is the only judge of who holds the lock, and each
+        // message may bring a try (each costing it a round trip), but never a busy loop.
+        let attempts = sets.load(Ordering::SeqCst);
+        let most = if alone && !garbage { 200 } else { 40 };
         assert!(
-            attempts <= 40,
-            "garbage={garbage}: {attempts} attempts in 2 s"
+            attempts <= most,
+            "alone={alone} garbage={garbage}: {attempts} attempts in 2 s"
         );
         assert_eq!(guard.release(), Ok(true));
     }
