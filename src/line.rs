@@ -4,16 +4,18 @@
 //! - A [`Line`] is read by its node thread ([`listen`]) or, on a one-node manager, by the
 //!   front waiter ([`read_for`]); never by both: the node thread steps aside while a waiter
 //!   wants the line, after its current push or read slice, and the waiter hands it back when
-//!   it wakes.
+//!   it wakes. A waiter never blocks on the line: until the node thread lets go it sleeps as
+//!   the others do, looking again every [`HANDOVER_POLL`].
 //! - One turn ([`serve`]) brings the subscriptions up to date with the channels someone waits
 //!   on, then reads pushes for a slice; each push wakes the front waiter of its channel. Only
-//!   the node thread dials, after [`RECONNECT_BACKOFF`] when the connection failed.
+//!   the node thread dials, without holding the line, after [`RECONNECT_BACKOFF`] when the
+//!   connection failed.
 //! - Every push is decoded with [`PUSH_LIMITS`]: anything but a `message`, `subscribe` or
 //!   `unsubscribe` array of three scalars drops the connection.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, ReplyBounds};
@@ -33,6 +35,13 @@ pub(crate) const HANDOVER_SLICE: Duration = Duration::from_millis(2);
 
 /// After a subscriber connection failed, it is not redialled for this long.
 const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A waiter that wants the line and finds the node thread still reading checks this often
+/// whether it has let go.
+const HANDOVER_POLL: Duration = Duration::from_millis(1);
+
+/// Longest wait to write subscription changes (a few hundred bytes) to the node.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// What a subscriber connection accepts: `*3` of scalars, channel names up to 64 KiB.
 pub(crate) const PUSH_LIMITS: Limits = Limits {
@@ -84,29 +93,7 @@ pub(crate) fn read_for(
     {
         return None;
     }
-    let woke = {
-        // The node thread lets go after its current push or read slice.
-        let mut state = lock(&line.state);
-        loop {
-            if let Some(woke) = lock(&waiter.flags).take_woke() {
-                break Some(woke);
-            }
-            let now = Instant::now();
-            if now >= until {
-                break Some(Woke::Timeout);
-            }
-            // Dialling is the node thread's job (it may take a whole connect timeout).
-            if shared.shutdown.load(Ordering::Acquire) || state.conn.is_none() {
-                break None;
-            }
-            let slice = until.min(now + SLICE);
-            let woken = || lock(&waiter.flags).woken();
-            match serve(shared, &line.dial, &mut state, slice, woken) {
-                Served::Read => {}
-                Served::Idle(_) | Served::Dialled => break None,
-            }
-        }
-    };
+    let woke = take_line(shared, line, waiter, until);
     {
         // Under the channels lock, so that the node thread cannot miss the change.
         let _channels = lock(&shared.channels);
@@ -114,6 +101,48 @@ pub(crate) fn read_for(
     }
     shared.changed.notify_all();
     woke
+}
+
+/// [`read_for`] once `line.reader` is ours.
+fn take_line(shared: &Shared, line: &Line, waiter: &Waiter, until: Instant) -> Option<Woke> {
+    // The node thread lets go after its current push or slice; until then it still reads for
+    // us, and this waiter sleeps as the others do (never blocked on the line past `until`).
+    let mut state = loop {
+        match line.state.try_lock() {
+            Ok(state) => break state,
+            Err(TryLockError::Poisoned(poisoned)) => break poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                let mut flags = lock(&waiter.flags);
+                if let Some(woke) = flags.take_woke() {
+                    return Some(woke);
+                }
+                let now = Instant::now();
+                if now >= until {
+                    return Some(Woke::Timeout);
+                }
+                let nap = (until - now).min(HANDOVER_POLL);
+                drop(waiter.sleep(flags, nap));
+            }
+        }
+    };
+    loop {
+        if let Some(woke) = lock(&waiter.flags).take_woke() {
+            return Some(woke);
+        }
+        let now = Instant::now();
+        if now >= until {
+            return Some(Woke::Timeout);
+        }
+        // Dialling is the node thread's job (it may take a whole connect timeout).
+        if shared.shutdown.load(Ordering::Acquire) || state.conn.is_none() {
+            return None;
+        }
+        let slice = until.min(now + SLICE);
+        let woken = || lock(&waiter.flags).woken();
+        if let Served::Idle(_) | Served::Unconnected = serve(shared, &mut state, slice, woken) {
+            return None;
+        }
+    }
 }
 
 /// What one push message was.
@@ -159,16 +188,23 @@ pub(crate) fn listen(shared: &Shared, line: &Line) {
         }
         let outcome = {
             let mut state = lock(&line.state);
-            serve(
-                shared,
-                &line.dial,
-                &mut state,
-                Instant::now() + line.slice,
-                || line.reader.load(Ordering::Acquire),
-            )
+            serve(shared, &mut state, Instant::now() + line.slice, || {
+                line.reader.load(Ordering::Acquire)
+            })
         };
-        if let Served::Idle(until) = outcome {
-            idle(shared, until);
+        match outcome {
+            Served::Idle(until) => idle(shared, until),
+            Served::Unconnected => {
+                // Outside the line's lock: a waiter never waits for a connect.
+                let dialled = line.dial.connect(Instant::now());
+                let mut state = lock(&line.state);
+                match dialled {
+                    Ok(fresh) => state.conn = Some(fresh),
+                    Err(_) => state.retry_at = Some(Instant::now() + RECONNECT_BACKOFF),
+                }
+                state.subscribed.clear();
+            }
+            Served::Read => {}
         }
     }
 }
@@ -177,18 +213,16 @@ pub(crate) fn listen(shared: &Shared, line: &Line) {
 enum Served {
     /// Nothing to read until this instant (nothing wanted, or backing off after a failure).
     Idle(Instant),
-    /// Tried to open the connection (it may have failed: then backing off).
-    Dialled,
+    /// There is no connection: the node thread dials.
+    Unconnected,
     /// Sent the subscription changes and read pushes for a slice (or until `stop`).
     Read,
 }
 
-/// One turn of a line's work: (re)dial when needed, bring the subscriptions up to date, then
-/// read pushes until `slice` ends, the wanted channels change, or `stop` says so after a push.
-/// Only the node thread dials: a waiter that finds no live connection gives the turn back.
+/// One turn of a line's work: bring the subscriptions up to date, then read pushes until
+/// `slice` ends, the wanted channels change, or `stop` says so after a push.
 fn serve(
     shared: &Shared,
-    dial: &Dial,
     state: &mut LineState,
     slice: Instant,
     stop: impl Fn() -> bool,
@@ -207,14 +241,9 @@ fn serve(
         retry_at,
     } = state;
     let Some(live) = conn.as_mut() else {
-        match dial.connect(now) {
-            Ok(fresh) => *conn = Some(fresh),
-            Err(_) => *retry_at = Some(Instant::now() + RECONNECT_BACKOFF),
-        }
-        subscribed.clear();
-        return Served::Dialled;
+        return Served::Unconnected;
     };
-    let deadline = now + dial.connect_timeout;
+    let deadline = now + SUBSCRIBE_TIMEOUT;
     let result = update_subscriptions(live, &wanted, subscribed, deadline).and_then(|()| {
         if subscribed.is_empty() {
             Ok(())

@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::conn::ReplyBounds;
@@ -76,6 +76,13 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
+    /// Sleeps on this waiter's condition variable for at most `nap`.
+    pub fn sleep<'a>(&self, flags: MutexGuard<'a, Flags>, nap: Duration) -> MutexGuard<'a, Flags> {
+        self.woken
+            .wait_timeout(flags, nap)
+            .map_or_else(|poisoned| poisoned.into_inner().0, |(guard, _)| guard)
+    }
+
     pub fn wake(&self, set: impl FnOnce(&mut Flags)) {
         set(&mut lock(&self.flags));
         self.woken.notify_all();
@@ -234,11 +241,7 @@ impl Spot {
             if now >= until {
                 return Woke::Timeout;
             }
-            flags = self
-                .waiter
-                .woken
-                .wait_timeout(flags, until - now)
-                .map_or_else(|poisoned| poisoned.into_inner().0, |(guard, _)| guard);
+            flags = self.waiter.sleep(flags, until - now);
         }
     }
 }
