@@ -110,8 +110,8 @@ impl Channel {
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub channels: Mutex<HashMap<Vec<u8>, Channel>>,
-    /// Bumped when a channel is added: node threads then send a `SUBSCRIBE` without waiting
-    /// for their read slice to end.
+    /// Bumped when a channel is added: an idle node thread wakes to send the `SUBSCRIBE`, a
+    /// reading one sends it after its current push or read slice.
     pub generation: AtomicU64,
     pub changed: Condvar,
     pub shutdown: AtomicBool,
