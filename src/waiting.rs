@@ -17,7 +17,7 @@
 //!   process gives the other processes' waiters a head start (`schedule.rs`), so a hot lock
 //!   goes round the processes instead of staying in one. Tries woken by messages back off when
 //!   the same holder keeps the lock (judged by its shortest-lived key, which one node among
-//!   others cannot move), so a node that floods the channel cannot make a waiter spin. A
+//!   others cannot push later), so a node that floods the channel cannot make a waiter spin. A
 //!   failed attempt's own cleanup publishes nothing.
 //! - It returns [`Error::NotAcquired`] once `max_wait` has passed (after at least one attempt),
 //!   never sooner.
