@@ -29,9 +29,10 @@ use crate::url::NodeAddr;
 /// How long a node thread reads before it looks for new subscriptions to send.
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
-/// The node thread's read slice on a one-node manager: short, so that a front waiter that
-/// wants the line gets it soon (the thread then steps aside and stops reading altogether).
-pub(crate) const HANDOVER_SLICE: Duration = Duration::from_millis(2);
+/// How often a one-node manager's node thread, while reading, looks whether a front waiter
+/// wants the line: often, so that the waiter gets it soon (the thread then steps aside and
+/// stops reading altogether). Subscriptions are still brought up to date once per [`SLICE`].
+pub(crate) const HANDOVER_CHECK: Duration = Duration::from_millis(2);
 
 /// After a subscriber connection failed, it is not redialled for this long.
 const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
@@ -57,8 +58,8 @@ pub(crate) struct Line {
     pub state: Mutex<LineState>,
     /// A waiter reads the connection (or waits for it): the node thread steps aside.
     pub reader: AtomicBool,
-    /// How long the node thread reads before it looks again for work and for a waiter.
-    pub slice: Duration,
+    /// How often the node thread, while reading, looks whether a waiter wants the line.
+    pub check_every: Duration,
     pub dial: Dial,
 }
 
@@ -139,7 +140,9 @@ fn take_line(shared: &Shared, line: &Line, waiter: &Waiter, until: Instant) -> O
         }
         let slice = until.min(now + SLICE);
         let woken = || lock(&waiter.flags).woken();
-        if let Served::Idle(_) | Served::Unconnected = serve(shared, &mut state, slice, woken) {
+        if let Served::Idle(_) | Served::Unconnected =
+            serve(shared, &mut state, slice, SLICE, woken)
+        {
             return None;
         }
     }
@@ -188,7 +191,8 @@ pub(crate) fn listen(shared: &Shared, line: &Line) {
         }
         let outcome = {
             let mut state = lock(&line.state);
-            serve(shared, &mut state, Instant::now() + line.slice, || {
+            let slice = Instant::now() + SLICE;
+            serve(shared, &mut state, slice, line.check_every, || {
                 line.reader.load(Ordering::Acquire)
             })
         };
@@ -220,11 +224,13 @@ enum Served {
 }
 
 /// One turn of a line's work: bring the subscriptions up to date, then read pushes until
-/// `slice` ends, the wanted channels change, or `stop` says so after a push.
+/// `slice` ends, the wanted channels change, or `stop` says so (after a push, and at least
+/// every `check_every`).
 fn serve(
     shared: &Shared,
     state: &mut LineState,
     slice: Instant,
+    check_every: Duration,
     stop: impl Fn() -> bool,
 ) -> Served {
     let now = Instant::now();
@@ -248,7 +254,7 @@ fn serve(
         if subscribed.is_empty() {
             Ok(())
         } else {
-            read_pushes(shared, live, slice, stop)
+            read_pushes(shared, live, slice, check_every, stop)
         }
     });
     if result.is_err() {
@@ -321,18 +327,22 @@ fn update_subscriptions(
 }
 
 /// Reads pushes until `until` (or until new subscriptions are wanted, or `stop` says so
-/// after a push), waking waiters.
+/// after a push or a `check_every` without one), waking waiters.
 fn read_pushes(
     shared: &Shared,
     conn: &mut Conn,
     until: Instant,
+    check_every: Duration,
     stop: impl Fn() -> bool,
 ) -> Result<(), NodeError> {
     let generation = shared.generation.load(Ordering::Acquire);
     while shared.generation.load(Ordering::Acquire) == generation && !stop() {
-        match conn.recv(until, |reply| handle(shared, reply)) {
+        let check = until.min(Instant::now() + check_every);
+        match conn.recv(check, |reply| handle(shared, reply)) {
             Ok(Push::Bad) => return Err(NodeError::UnexpectedReply),
             Ok(Push::Message | Push::Subscribed | Push::Other) => {}
+            // A partial push stays buffered for the next read.
+            Err(NodeError::Timeout(_)) if check < until => {}
             Err(NodeError::Timeout(_)) => return Ok(()),
             Err(error) => return Err(error),
         }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::conn::ReplyBounds;
-use crate::line::{listen, read_for, Dial, Line, HANDOVER_SLICE, PUSH_LIMITS, SLICE};
+use crate::line::{listen, read_for, Dial, Line, HANDOVER_CHECK, PUSH_LIMITS, SLICE};
 use crate::nodes::Nodes;
 use crate::script::RELEASED_CHANNEL_PREFIX;
 use crate::sync::lock;
@@ -191,8 +191,8 @@ impl Listener {
             let line = Arc::new(Line {
                 state: Mutex::default(),
                 reader: AtomicBool::new(false),
-                slice: if nodes.len() == 1 {
-                    HANDOVER_SLICE
+                check_every: if nodes.len() == 1 {
+                    HANDOVER_CHECK
                 } else {
                     SLICE
                 },
