@@ -186,24 +186,38 @@ mod tests {
         assert!(s.due(t0 + ms(14)), "two attempts long");
     }
 
-    #[test]
-    fn a_flood_from_one_holder_backs_off_and_a_new_holder_resets_it() {
-        let t0 = Instant::now();
-        let mut s = Schedule::new(t0, true);
+    /// A waiter that failed at `t0` against a holder whose keys run out 10 s later gets
+    /// `messages` release messages from that same holder, each answered by a try that fails;
+    /// the node reads its ttl as the try starts and reply `i` comes back `late(i)` after.
+    /// Returns how long each try waited after its message, and when the last one failed.
+    fn flood(
+        s: &mut Schedule,
+        t0: Instant,
+        messages: usize,
+        late: impl Fn(usize) -> Duration,
+    ) -> (Vec<Duration>, Instant) {
+        let expiry = t0 + ms(10_000);
         s.trying(t0);
         s.failed(t0, Some(ms(10_000)), ms(10_000));
         let mut now = t0;
         let mut gaps = Vec::new();
-        for _ in 0..10 {
+        for i in 0..messages {
             s.woke(Woke::Notified { own: false }, now, true);
             let at = s.next_try.expect("scheduled");
             gaps.push(at.saturating_duration_since(now));
-            now = at;
-            s.trying(now);
-            // The same holder: its keys still run out at the same time.
-            let left = (t0 + ms(10_000)).saturating_duration_since(now);
+            s.trying(at);
+            let left = expiry.saturating_duration_since(at);
+            now = at + late(i);
             s.failed(now, Some(left), left);
         }
+        (gaps, now)
+    }
+
+    #[test]
+    fn a_flood_from_one_holder_backs_off_and_a_new_holder_resets_it() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, true);
+        let (gaps, now) = flood(&mut s, t0, 10, |_| Duration::ZERO);
         assert_eq!(gaps[0], Duration::ZERO);
         assert_eq!(gaps[1], ms(1));
         assert_eq!(gaps[2], ms(2));
@@ -222,22 +236,9 @@ mod tests {
     #[test]
     fn slow_replies_from_the_same_holder_keep_the_backoff() {
         let t0 = Instant::now();
-        let expiry = t0 + ms(10_000);
         let mut s = Schedule::new(t0, true);
-        s.trying(t0);
-        s.failed(t0, Some(ms(10_000)), ms(10_000));
-        let mut now = t0;
-        let mut gaps = Vec::new();
-        for i in 0..12 {
-            s.woke(Woke::Notified { own: false }, now, true);
-            let at = s.next_try.expect("scheduled");
-            gaps.push(at.saturating_duration_since(now));
-            s.trying(at);
-            // The node reads its ttl at once; every other reply is 30 ms late.
-            let left = expiry.saturating_duration_since(at);
-            now = at + if i % 2 == 0 { ms(30) } else { ms(0) };
-            s.failed(now, Some(left), left);
-        }
+        // Every other reply is 30 ms late.
+        let (gaps, _) = flood(&mut s, t0, 12, |i| if i % 2 == 0 { ms(30) } else { ms(0) });
         assert_eq!(*gaps.last().expect("gaps"), MAX_BACKOFF, "{gaps:?}");
     }
 
